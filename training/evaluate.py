@@ -1,0 +1,37 @@
+"""Honest evaluation of an exported model: onnxruntime on the test split, nothing else."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from modelrepo.schema import ClassMetrics, Evaluation
+from training.data import Split
+
+LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def predict_onnx(path: Path, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Probabilities for images, batch by batch, on the CPU."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)])
+
+
+def evaluate_onnx(path: Path, split: Split, labels: list[str] = LABELS) -> Evaluation:
+    """Accuracy, per-class precision and recall and the confusion matrix (rows: true class)."""
+    predicted = predict_onnx(path, split.images).argmax(1)
+    n = len(labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (split.labels.astype(np.int64), predicted), 1)
+    hits = np.diag(confusion)
+    # max(…, 1) keeps a class that was never predicted at precision 0 instead of NaN.
+    precision = hits / np.maximum(confusion.sum(0), 1)
+    recall = hits / np.maximum(confusion.sum(1), 1)
+    return Evaluation(
+        test_accuracy=float(hits.sum() / len(split)),
+        test_images=len(split),
+        per_class=[ClassMetrics(label=label, precision=float(p), recall=float(r)) for label, p, r in zip(labels, precision, recall)],
+        confusion_matrix=confusion.tolist(),
+    )

@@ -1,0 +1,133 @@
+"""Training: the recipe that beats the course's 92% with the course's architecture.
+
+The course trains 10 epochs of Nadam at batch 32 (89.9% here). What helps this network:
+±2 px shifts and horizontal flips (the dataset is centred and mostly symmetric), AdamW with a
+cosine learning-rate decay, light label smoothing, and keeping the weights of the best
+validation epoch.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.data import Dataset
+from training.model import NUM_CLASSES, build_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters; each one is a CLI option of `python -m training train`."""
+
+    epochs: int = 13
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    augment: bool = True
+    patience: int = 6
+    seed: int = 42
+    limit: int | None = None
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    config: TrainConfig
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+
+
+def _augmenter(seed: int) -> keras.Sequential:
+    # Zero fill keeps the black background the images already have.
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", seed=seed),
+            keras.layers.RandomFlip("horizontal", seed=seed + 1),
+        ]
+    )
+
+
+def _pipeline(images: np.ndarray, labels: np.ndarray, config: TrainConfig, training: bool) -> tf.data.Dataset:
+    one_hot = keras.utils.to_categorical(labels, NUM_CLASSES).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((images, one_hot))
+    if training:
+        ds = ds.shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    if training and config.augment:
+        augment = _augmenter(config.seed)
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None) -> TrainResult:
+    """Train a fresh model on data.train, choosing the epoch by data.validation."""
+    keras.utils.set_random_seed(config.seed)
+    train_split = data.train.head(config.limit)
+    val_split = data.validation.head(None if config.limit is None else max(config.limit // 4, 64))
+
+    steps = config.epochs * int(np.ceil(len(train_split) / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
+    model = build_model()
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=config.patience, restore_best_weights=True, verbose=1
+        )
+    ]
+    if checkpoint_dir is not None:
+        # A checkpoint each time validation improves, so a long run that is stopped still
+        # leaves its best model behind (`python -m training export` takes it from there).
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (checkpoint_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(checkpoint_dir / "best.keras", monitor="val_accuracy", save_best_only=True),
+            keras.callbacks.CSVLogger(checkpoint_dir / "history.csv"),
+        ]
+
+    started = time.monotonic()
+    fit = model.fit(
+        _pipeline(train_split.images, train_split.labels, config, training=True),
+        validation_data=_pipeline(val_split.images, val_split.labels, config, training=False),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    return TrainResult(
+        model=model,
+        config=config,
+        history=history,
+        epochs_run=len(history["loss"]),
+        best_epoch=int(np.argmax(history["val_accuracy"])) + 1,
+        seconds=time.monotonic() - started,
+    )
+
+
+def summary(result: TrainResult) -> dict:
+    """What the model card records about a run."""
+    return {
+        "config": asdict(result.config),
+        "history": result.history,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "training_seconds": round(result.seconds, 1),
+    }
+
+
+def save_run(result: TrainResult, run_dir: Path) -> None:
+    """Write the trained model and its summary into run_dir (read back by `export`)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result.model.save(run_dir / "model.keras")
+    (run_dir / "run.json").write_text(json.dumps(summary(result), indent=2))
