@@ -1,0 +1,1 @@
+"""Online half of the product: serve the model repository over HTTP with onnxruntime."""

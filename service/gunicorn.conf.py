@@ -1,0 +1,51 @@
+"""gunicorn settings for the service: plain Python, values from the typed settings.
+
+Started by `python -m service`, which validates the settings and prepares
+PROMETHEUS_MULTIPROC_DIR before exec'ing gunicorn with this file.
+"""
+from prometheus_client import multiprocess
+
+from service.settings import Settings
+
+_settings = Settings.from_env()
+
+# -- Binding ---------------------------------------------------------------------------------------
+bind = f"{_settings.host}:{_settings.port}"
+# Connections waiting to be accepted. Drained on SIGTERM by our worker, so a deep queue is safe.
+backlog = 2048
+
+# -- Workers ---------------------------------------------------------------------------------------
+# One process per core: each holds its own onnxruntime session (intra-op threads = cores / workers)
+# and batcher. Threads let one worker hold many concurrent requests that the batcher merges;
+# they mostly wait, so 8-32 is sane.
+workers = _settings.web_concurrency
+worker_class = "service.worker.DrainingThreadWorker"
+threads = _settings.threads
+# Keep-alive lets load balancers and clients reuse connections (seconds).
+keepalive = 5
+# A worker silent for this long is killed and replaced (seconds); model loading happens before.
+timeout = 60
+# SIGTERM: finish in-flight requests (and the backlog) within this many seconds.
+graceful_timeout = _settings.graceful_timeout
+# The app is built in each worker, after fork: onnxruntime sessions and threads must not be forked.
+preload_app = False
+
+# gunicorn 27's control socket lives under $HOME: not writable on a read-only root filesystem, and
+# shared by every server of one user. We manage workers with signals instead.
+control_socket_disable = True
+
+# -- Requests --------------------------------------------------------------------------------------
+# Request line and header limits; bodies are limited by the app (MAX_REQUEST_BYTES → 413 JSON).
+limit_request_line = 8190
+limit_request_fields = 100
+
+# -- Logging ---------------------------------------------------------------------------------------
+loglevel = _settings.log_level
+accesslog = None  # per-request logs cost throughput; Prometheus has the counts and latencies
+errorlog = "-"
+
+
+# -- Hooks -----------------------------------------------------------------------------------------
+def child_exit(server, worker):
+    """A dead worker's live gauges must stop counting (prometheus_client multiprocess mode)."""
+    multiprocess.mark_process_dead(worker.pid)

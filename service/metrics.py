@@ -1,0 +1,85 @@
+"""Prometheus metrics, as module constants; multiprocess-safe under gunicorn.
+
+Multiprocess mode is switched on by PROMETHEUS_MULTIPROC_DIR, which the launcher sets and wipes
+before gunicorn starts (never the app). Without it (tests, one process) the default registry is used.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# Millisecond-scale latencies: 0.5 ms … 10 s.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+REQUESTS = Counter("serving_requests", "HTTP requests handled", ["api", "model", "status"])
+REQUEST_SECONDS = Histogram(
+    "serving_request_duration_seconds", "Whole request time in the server", ["api", "model"], buckets=LATENCY_BUCKETS
+)
+INFERENCE_SECONDS = Histogram(
+    "serving_inference_duration_seconds", "onnxruntime run time per batch", ["model"], buckets=LATENCY_BUCKETS
+)
+QUEUE_SECONDS = Histogram(
+    "serving_queue_duration_seconds", "Time an image waited for its batch to start", ["model"], buckets=LATENCY_BUCKETS
+)
+BATCH_SIZE = Histogram("serving_inference_batch_size", "Images per onnxruntime run", ["model"], buckets=BATCH_BUCKETS)
+IMAGES = Counter("serving_images", "Images classified", ["model", "version"])
+IN_PROGRESS = Gauge("serving_requests_in_progress", "Requests being handled", multiprocess_mode="livesum")
+MODEL_INFO = Gauge(
+    "serving_model_info", "1 for the version a live worker serves, 0 once replaced", ["model", "version", "provider"],
+    multiprocess_mode="livemax",
+)
+LOAD_FAILURES = Counter("serving_model_load_failures", "Model versions that failed to load or validate", ["model"])
+
+
+def registry() -> CollectorRegistry:
+    """A fresh multiprocess registry per scrape, or the default one in a single process."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    collector_registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collector_registry)
+    return collector_registry
+
+
+def _model_label() -> str:
+    # Only names of served models become label values: URLs must not grow the series count.
+    name = (request.view_args or {}).get("name") or current_app.extensions["settings"].model_name
+    return name if name in current_app.extensions["registry"].slots else "unknown"
+
+
+def init_app(app: Flask) -> None:
+    """Serve /metrics and count every request: status, latency, in progress."""
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.before_request
+    def start_timer():
+        g.started = time.perf_counter()
+        IN_PROGRESS.inc()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        if "started" in g:
+            api, model = request.blueprint or "other", _model_label()
+            REQUESTS.labels(api, model, str(response.status_code)).inc()
+            REQUEST_SECONDS.labels(api, model).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.teardown_request
+    def done(exc: BaseException | None) -> None:
+        if g.pop("started", None) is not None:
+            IN_PROGRESS.dec()

@@ -1,0 +1,56 @@
+"""POST /v1/classify: images in (multipart or raw), top-k labels out. The API for people and apps."""
+from __future__ import annotations
+
+import numpy as np
+from flask import Blueprint, jsonify, request
+
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.images import preprocess, to_png_base64
+from service.metrics import IMAGES
+from service.routes import registry, settings
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+MAX_TOP_K = 10
+
+
+def _top_k() -> int:
+    raw = request.args.get("top_k", "3")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+        raise BadRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {raw!r}")
+    return int(raw)
+
+
+def _uploads() -> list[tuple[str | None, bytes]]:
+    """(filename, bytes) for each image in the request, in order."""
+    if request.mimetype == "multipart/form-data":
+        files = request.files.getlist("image")
+        if not files:
+            raise BadRequest('no file in the multipart field "image"')
+        if len(files) > settings().max_batch_images:
+            raise PayloadTooLarge(f"{len(files)} images in one request, limit {settings().max_batch_images} (MAX_BATCH_IMAGES)")
+        return [(f.filename or None, f.read()) for f in files]
+    if request.mimetype.startswith("image/"):
+        return [(None, request.get_data(cache=False))]
+    raise UnsupportedMediaType(f"unsupported content type {request.mimetype or 'none'!r}; send multipart/form-data (field \"image\") or an image/* body")
+
+
+@bp.post("/classify", defaults={"name": None})
+@bp.post("/models/<name>/classify")
+def classify(name: str | None):
+    name = name or settings().model_name
+    served = registry().get(name)
+    top_k, explain = _top_k(), request.args.get("explain", "").lower() in ("1", "true", "yes")
+    with served.batcher.expecting():
+        uploads = _uploads()
+        tensors = np.stack([preprocess(data) for _, data in uploads])
+        probabilities = served.infer(tensors)
+    labels = served.runtime.metadata.labels
+    results = []
+    for (filename, _), row, tensor in zip(uploads, probabilities, tensors):
+        best = np.argsort(-row, kind="stable")[:top_k]
+        result = {"filename": filename, "top_k": [{"label": labels[i], "class_id": int(i), "probability": float(row[i])} for i in best]}
+        if explain:
+            result["preprocessed_png"] = to_png_base64(tensor)
+        results.append(result)
+    IMAGES.labels(name, str(served.version)).inc(len(results))
+    return jsonify(model_name=name, model_version=str(served.version), results=results)

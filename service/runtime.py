@@ -1,0 +1,103 @@
+"""One onnxruntime session: provider choice, validation against metadata, warm-up, run."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+import modelrepo
+from modelrepo import Metadata, TensorSpec
+from service.errors import ServingError
+from service.device import DeviceUnavailable, providers  # noqa: F401  (re-exported)
+from service.metrics import INFERENCE_SECONDS
+
+log = logging.getLogger(__name__)
+
+NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "UINT8": np.uint8, "INT8": np.int8, "BOOL": np.bool_}
+ORT_TYPES = {"tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(uint8)": "UINT8", "tensor(int8)": "INT8", "tensor(bool)": "BOOL"}
+
+
+class InvalidModel(ServingError):
+    """A version on disk cannot be served: corrupt, or not what its metadata promises."""
+
+    status = 400
+
+
+def _specs(args) -> list[TensorSpec]:
+    return [
+        TensorSpec(name=a.name, datatype=ORT_TYPES.get(a.type, "BYTES"), shape=[d if isinstance(d, int) else -1 for d in a.shape])
+        for a in args
+    ]
+
+
+@dataclass
+class ModelRuntime:
+    """A loaded, validated, warmed-up version of one model."""
+
+    name: str
+    version: int
+    metadata: Metadata
+    session: ort.InferenceSession
+    provider: str
+
+    @classmethod
+    def load(cls, directory: Path, provider_list: list[str], threads: int, expect: Metadata | None = None) -> "ModelRuntime":
+        """Verify, open and warm up a version folder. Runs at start-up and on every hot reload."""
+        try:
+            metadata = modelrepo.verify(directory)
+        except modelrepo.RepositoryError as exc:
+            raise InvalidModel(str(exc)) from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(directory / modelrepo.MODEL_FILE), options, providers=provider_list)
+        except Exception as exc:  # onnxruntime raises several types for a corrupt file
+            raise InvalidModel(f"{directory}: onnxruntime cannot load model.onnx: {exc}") from None
+        runtime = cls(metadata.name, metadata.version, metadata, session, session.get_providers()[0])
+        runtime._check(expect)
+        runtime.warm_up()
+        return runtime
+
+    @cached_property
+    def inputs(self) -> list[TensorSpec]:
+        return _specs(self.session.get_inputs())
+
+    @cached_property
+    def outputs(self) -> list[TensorSpec]:
+        return _specs(self.session.get_outputs())
+
+    def _check(self, expect: Metadata | None) -> None:
+        # The graph must be what metadata.json says, and a new version must keep the served contract.
+        declared = self.metadata.inputs, self.metadata.outputs
+        if (self.inputs, self.outputs) != declared:
+            raise InvalidModel(f"{self.name}/{self.version}: graph tensors {self.inputs} {self.outputs} differ from metadata {declared}")
+        if len(self.metadata.labels) != self.outputs[0].shape[-1]:
+            raise InvalidModel(f"{self.name}/{self.version}: {len(self.metadata.labels)} labels for {self.outputs[0].shape[-1]} outputs")
+        if expect is not None and (expect.inputs, expect.outputs, expect.labels) != (*declared, self.metadata.labels):
+            raise InvalidModel(f"{self.name}/{self.version}: tensors or labels differ from the served version {expect.version}")
+
+    def warm_up(self) -> None:
+        """One inference on zeros, so the first client does not pay for lazy initialisation."""
+        spec = self.inputs[0]
+        zeros = np.zeros([1 if d < 0 else d for d in spec.shape], dtype=NUMPY_TYPES[spec.datatype])
+        out = self.session.run(None, {spec.name: zeros})[0]
+        if out.shape[-1] != len(self.metadata.labels) or not np.isfinite(out).all():
+            raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
+
+    def run(self, batch: np.ndarray, output_names: list[str] | None = None) -> list[np.ndarray]:
+        """All (or the named) outputs for one batch of inputs."""
+        started = time.perf_counter()
+        outputs = self.session.run(output_names, {self.inputs[0].name: batch})
+        INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return outputs
+
+    def run_first(self, batch: np.ndarray) -> np.ndarray:
+        """The first output (the probabilities) for one batch: what the batcher calls."""
+        return self.run(batch)[0]

@@ -1,0 +1,56 @@
+"""Tiny real ONNX models with the production contract, built without TensorFlow in milliseconds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import modelrepo
+from modelrepo import Metadata, TensorSpec
+
+LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def tiny_onnx(seed: int = 0, input_name: str = "images", output_name: str = "probabilities", classes: int = 10) -> onnx.ModelProto:
+    """images FP32 [N,28,28,1] → flatten → dense → softmax → probabilities FP32 [N,classes]."""
+    rng = np.random.default_rng(seed)
+    weights = numpy_helper.from_array(rng.normal(0, 0.5, (784, classes)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.normal(0, 0.1, classes).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("Flatten", [input_name], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "w"], ["logits0"]),
+        helper.make_node("Add", ["logits0", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], [output_name], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", 28, 28, 1])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", classes])],
+        initializer=[weights, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def tiny_metadata(name: str = "fashion-mnist", accuracy: float | None = 0.91) -> Metadata:
+    evaluation = None
+    if accuracy is not None:
+        evaluation = {"test_accuracy": accuracy, "test_images": 10000, "per_class": [], "confusion_matrix": []}
+    return Metadata(
+        name=name, labels=LABELS,
+        inputs=[TensorSpec(name="images", datatype="FP32", shape=[-1, 28, 28, 1])],
+        outputs=[TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 10])],
+        preprocessing="tiny test model", sha256="", evaluation=evaluation,
+    )
+
+
+def publish_tiny(repository: Path, name: str = "fashion-mnist", seed: int = 0, accuracy: float | None = 0.91, model: onnx.ModelProto | None = None) -> int:
+    """Publish a tiny model through the real repository code; returns its version."""
+    staging = repository.parent / f".staging-{name}-{seed}"
+    staging.mkdir(parents=True, exist_ok=True)
+    onnx.save(model or tiny_onnx(seed), staging / modelrepo.MODEL_FILE)
+    return modelrepo.publish(repository, name, staging, tiny_metadata(name, accuracy))
