@@ -32,9 +32,11 @@ def _config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.data import load_data  # noqa: PLC0415
+
+    data = load_data()  # fail on a missing dataset before paying for the TensorFlow import
     from training.train import save_run, train  # noqa: PLC0415
 
-    result = train(load_data(), _config(args), checkpoint_dir=args.run_dir)
+    result = train(data, _config(args), checkpoint_dir=args.run_dir)
     save_run(result, args.run_dir)
     print(f"trained {result.epochs_run} epochs (best {result.best_epoch}) in {result.seconds:.0f} s -> {args.run_dir}")
     return 0
