@@ -129,7 +129,7 @@ def browser():
 
 class Page:
     """A fresh browser page that records JavaScript and console errors (CSP violations among them) and
-    any request leaving the server. The 4xx answers the page expects are not errors."""
+    any request leaving the server. The 400 answer to the broken upload is expected."""
 
     def __init__(self, browser, server, **viewport):
         self.context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900}, device_scale_factor=1)
@@ -140,9 +140,12 @@ class Page:
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda exc: self.js_errors.append(str(exc)))
         self.page.on("console", self._console)
+        # File chooser interception starts asynchronously with the first listener: start it now, well
+        # before any key press, or a chooser opened quickly after `expect_file_chooser` can be missed.
+        self.page.on("filechooser", lambda chooser: None)
 
     def _console(self, message):
-        if message.type == "error" and not message.text.startswith("Failed to load resource: the server responded with a status of 4"):
+        if message.type == "error" and not message.text.startswith("Failed to load resource: the server responded with a status of 400 "):
             self.js_errors.append(message.text)
 
     def _block(self, route):
