@@ -60,6 +60,7 @@ def repository(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repository):
+    """The real service on the committed model, shared by this module (overrides conftest's tiny-model `server`)."""
     server = start_server(repository, repository.parent, WEB_CONCURRENCY="1", INTRA_OP_THREADS="1", THREADS="8")
     yield server
     server.stop()

@@ -1,0 +1,85 @@
+"""Dynamic batching on a real onnxruntime session: merged, identical, isolated."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import modelrepo
+from service.batcher import Batcher
+from service.runtime import ModelRuntime
+
+
+@pytest.fixture
+def runtime(tiny_repo):
+    return ModelRuntime.load(modelrepo.version_dir(tiny_repo, "fashion-mnist", 1), ["CPUExecutionProvider"], threads=1)
+
+
+class Counting:
+    """Records the size of every run the batcher makes, then runs the real model."""
+
+    def __init__(self, runtime):
+        self.runtime, self.sizes, self.lock = runtime, [], threading.Lock()
+
+    def __call__(self, batch):
+        with self.lock:
+            self.sizes.append(len(batch))
+        return self.runtime.run_first(batch)
+
+
+def _submit_all(batcher, images, threads=16):
+    def one(i):
+        with batcher.expecting():
+            return batcher.submit(images[i : i + 1])
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(len(images))))
+
+
+def test_concurrent_requests_are_merged_and_get_their_own_rows(runtime):
+    images = np.random.default_rng(0).random((256, 28, 28, 1), dtype=np.float32)
+    run = Counting(runtime)
+    batcher = Batcher(run, "m", max_batch_size=64, max_delay_ms=5)
+    results = _submit_all(batcher, images)
+    expected = runtime.run_first(images)
+    np.testing.assert_allclose(np.concatenate(results), expected, rtol=1e-5, atol=1e-7)
+    assert sum(run.sizes) == 256 and max(run.sizes) > 1 and max(run.sizes) <= 64
+
+
+def test_batching_off_runs_one_request_at_a_time(runtime):
+    images = np.random.default_rng(1).random((32, 28, 28, 1), dtype=np.float32)
+    run = Counting(runtime)
+    results = _submit_all(Batcher(run, "m", max_batch_size=1, max_delay_ms=5), images)
+    assert run.sizes == [1] * 32
+    np.testing.assert_allclose(np.concatenate(results), runtime.run_first(images), rtol=1e-5, atol=1e-7)
+
+
+def test_a_request_as_big_as_a_batch_passes_straight_through(runtime):
+    run = Counting(runtime)
+    out = Batcher(run, "m", max_batch_size=8, max_delay_ms=5).submit(np.zeros((20, 28, 28, 1), np.float32))
+    assert out.shape == (20, 10) and run.sizes == [20]
+
+
+def test_one_bad_request_does_not_fail_the_others_in_its_batch(runtime):
+    batcher = Batcher(Counting(runtime), "m", max_batch_size=64, max_delay_ms=20)
+    good = np.zeros((1, 28, 28, 1), np.float32)
+    bad = np.zeros((1, 27, 28, 1), np.float32)  # cannot even be concatenated with the others
+    barrier = threading.Barrier(9)
+
+    def one(images):
+        with batcher.expecting():
+            barrier.wait()
+            return batcher.submit(images)
+
+    with ThreadPoolExecutor(9) as pool:
+        futures = [pool.submit(one, good) for _ in range(8)] + [pool.submit(one, bad)]
+    assert all(f.result().shape == (1, 10) for f in futures[:8])
+    with pytest.raises(Exception):
+        futures[8].result()
+
+
+def test_a_closed_batcher_still_answers(runtime):
+    batcher = Batcher(runtime.run_first, "m", max_batch_size=64, max_delay_ms=1)
+    batcher.submit(np.zeros((1, 28, 28, 1), np.float32))
+    batcher.close()
+    assert batcher.submit(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
