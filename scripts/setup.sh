@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what this project needs on a fresh Debian machine, idempotently.
+#   scripts/setup.sh serve   the service's Python packages only (no TensorFlow)
+#   scripts/setup.sh test    everything: apt packages for the tests, all Python packages
+# Python packages go to .venv (override with VENV=...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-test}
+venv=${VENV:-.venv}
+
+if [ "$what" = test ]; then
+  # dataset-fashion-mnist: the training data; prometheus: promtool and a real server for tests;
+  # hey: the load generator; chromium: browser tests; nginx-light: `nginx -t` on the proxy config.
+  packages=(dataset-fashion-mnist prometheus hey chromium nginx-light)
+  missing=()
+  for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+if [ "$what" = serve ]; then
+  "$venv/bin/python" -m pip install -q -r service/requirements.txt
+else
+  "$venv/bin/python" -m pip install -q -r requirements.txt
+fi
