@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 export TF_CPP_MIN_LOG_LEVEL=2
+# Tools installed by pip into the venv (docker-compose, hadolint) must be on PATH for the tests.
+export PATH="$(pwd)/${VENV:-.venv}/bin:$PATH"
 exec "${VENV:-.venv}/bin/python" -m pytest "$@"

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
-
-import pytest
 
 from tests.server import ROOT
 from tests.tiny_model import publish_tiny
@@ -14,7 +11,6 @@ from tests.tiny_model import publish_tiny
 SCENARIOS = ["v1 png", "v2 json", "v2 binary x64"]
 
 
-@pytest.mark.skipif(shutil.which("hey") is None, reason="hey is not installed (apt-get install -y hey)")
 def test_quick_benchmark_writes_the_table(tmp_path):
     repository = tmp_path / "models"
     publish_tiny(repository, "fashion-mnist")
