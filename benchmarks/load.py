@@ -54,7 +54,8 @@ def require_hey() -> None:
 def serve(repository: Path, tmp: Path, batching: bool, device: str = "cpu") -> Server:
     """The real service (`python -m service`, gunicorn and all), ready to answer."""
     env = {
-        "MAX_BATCH_SIZE": "64" if batching else "1", "LOG_LEVEL": "warning", "DEVICE": device,
+        # Batching on: the service default (64), or $MAX_BATCH_SIZE (a GPU wants bigger merged batches).
+        "MAX_BATCH_SIZE": (os.environ.get("MAX_BATCH_SIZE") or "64") if batching else "1", "LOG_LEVEL": "warning", "DEVICE": device,
         # tests.server pins 2 workers for tests; a benchmark wants the service's own default.
         "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY") or str(Settings().web_concurrency),
     }

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 import modelrepo
+from service.device import providers
 
 WARM_UP_SECONDS = 0.2
 
@@ -40,8 +41,8 @@ def session(path: Path, device: str) -> ort.InferenceSession:
     # All cores for one session: the ceiling, not the service's per-worker share.
     options.intra_op_num_threads = len(os.sched_getaffinity(0))
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), options, providers=providers)
+    # The service's own provider choice (preloads the CUDA libraries, fails clearly without them).
+    return ort.InferenceSession(str(path), options, providers=providers(device))
 
 
 def measure_raw(path: Path, model: str, images: np.ndarray, batch: int, duration: float, device: str = "cpu") -> RawResult:
