@@ -3,6 +3,8 @@
 Started by `python -m service`, which validates the settings and prepares
 PROMETHEUS_MULTIPROC_DIR before exec'ing gunicorn with this file.
 """
+import sys
+
 from prometheus_client import multiprocess
 
 from service.settings import Settings
@@ -49,3 +51,13 @@ errorlog = "-"
 def child_exit(server, worker):
     """A dead worker's live gauges must stop counting (prometheus_client multiprocess mode)."""
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    """Hand the GIL over sooner than Python's 5 ms default.
+
+    Request threads decode in Python while a batch runs in onnxruntime (GIL released); when
+    the run ends, its thread needs the GIL back to hand out results, and the device idles
+    until it gets it. A shorter switch interval keeps that wait well under a millisecond.
+    """
+    sys.setswitchinterval(0.0005)

@@ -135,7 +135,8 @@ class Registry:
                     continue
                 try:
                     runtime = ModelRuntime.load(directory, self.providers, self.settings.session_threads,
-                                                expect=slot.current.runtime.metadata if slot.current else None)
+                                                expect=slot.current.runtime.metadata if slot.current else None,
+                                                max_batch=max(self.settings.max_batch_size, self.settings.max_batch_images))
                 except InvalidModel as exc:
                     slot.failed[version], slot.last_error = signature, str(exc)
                     LOAD_FAILURES.labels(name).inc()
@@ -149,8 +150,8 @@ class Registry:
         served = Served(runtime, Batcher(runtime.run_first, slot.name, s.max_batch_size, s.max_queue_delay_ms))
         old, slot.current = slot.current, served
         MODEL_INFO.labels(slot.name, str(runtime.version), runtime.provider).set(1)
+        # Requests holding the old version finish on it; the session goes when they let go.
         if old is not None:
-            old.batcher.close()
             if old.version != runtime.version:
                 MODEL_INFO.labels(slot.name, str(old.version), old.runtime.provider).set(0)
         log.info("serving %s/%s on %s (pid %d)", slot.name, runtime.version, runtime.provider, os.getpid())
@@ -160,7 +161,6 @@ class Registry:
             slot = self.slots[name]
             slot.unloaded = True
             if slot.current is not None:
-                slot.current.batcher.close()
                 MODEL_INFO.labels(name, str(slot.current.version), slot.current.runtime.provider).set(0)
                 slot.current = None
 

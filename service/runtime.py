@@ -35,6 +35,15 @@ def _specs(args) -> list[TensorSpec]:
     ]
 
 
+def pad_to_power_of_two(batch: np.ndarray) -> np.ndarray:
+    """batch with zero rows appended up to the next power of two (unchanged if it is one)."""
+    n = len(batch)
+    if n & (n - 1) == 0:
+        return batch
+    padding = np.zeros(((1 << n.bit_length()) - n, *batch.shape[1:]), dtype=batch.dtype)
+    return np.concatenate([batch, padding])
+
+
 @dataclass
 class ModelRuntime:
     """A loaded, validated, warmed-up version of one model."""
@@ -46,7 +55,8 @@ class ModelRuntime:
     provider: str
 
     @classmethod
-    def load(cls, directory: Path, provider_list: list[str], threads: int, expect: Metadata | None = None) -> "ModelRuntime":
+    def load(cls, directory: Path, provider_list: list[str], threads: int, expect: Metadata | None = None,
+             max_batch: int = 1) -> "ModelRuntime":
         """Verify, open and warm up a version folder. Runs at start-up and on every hot reload."""
         try:
             metadata = modelrepo.verify(directory)
@@ -62,7 +72,7 @@ class ModelRuntime:
             raise InvalidModel(f"{directory}: onnxruntime cannot load model.onnx: {exc}") from None
         runtime = cls(metadata.name, metadata.version, metadata, session, session.get_providers()[0])
         runtime._check(expect)
-        runtime.warm_up()
+        runtime.warm_up(max_batch)
         return runtime
 
     @cached_property
@@ -83,20 +93,32 @@ class ModelRuntime:
         if expect is not None and (expect.inputs, expect.outputs, expect.labels) != (*declared, self.metadata.labels):
             raise InvalidModel(f"{self.name}/{self.version}: tensors or labels differ from the served version {expect.version}")
 
-    def warm_up(self) -> None:
-        """One inference on zeros, so the first client does not pay for lazy initialisation."""
+    @property
+    def pads_batches(self) -> bool:
+        # cuDNN picks convolution algorithms per input shape, by benchmarking them (~100 ms).
+        # Merged batches come in every size, so on the GPU they are padded to a power of two:
+        # a handful of shapes, each tuned once during warm-up.
+        return self.provider == "CUDAExecutionProvider"
+
+    def warm_up(self, max_batch: int = 1) -> None:
+        """Inference on zeros (every padded batch size on the GPU) before the version takes traffic."""
         spec = self.inputs[0]
-        zeros = np.zeros([1 if d < 0 else d for d in spec.shape], dtype=NUMPY_TYPES[spec.datatype])
-        out = self.session.run(None, {spec.name: zeros})[0]
-        if out.shape[-1] != len(self.metadata.labels) or not np.isfinite(out).all():
-            raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
+        sizes = [1 << i for i in range(max(max_batch - 1, 1).bit_length() + 1)] if self.pads_batches else [1]
+        for size in sizes:
+            zeros = np.zeros([size if d < 0 else d for d in spec.shape], dtype=NUMPY_TYPES[spec.datatype])
+            out = self.session.run(None, {spec.name: zeros})[0]
+            if out.shape[-1] != len(self.metadata.labels) or not np.isfinite(out).all():
+                raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
 
     def run(self, batch: np.ndarray, output_names: list[str] | None = None) -> list[np.ndarray]:
         """All (or the named) outputs for one batch of inputs."""
+        n = len(batch)
+        if self.pads_batches:
+            batch = pad_to_power_of_two(batch)
         started = time.perf_counter()
         outputs = self.session.run(output_names, {self.inputs[0].name: batch})
         INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        return outputs
+        return [out[:n] for out in outputs]
 
     def run_first(self, batch: np.ndarray) -> np.ndarray:
         """The first output (the probabilities) for one batch: what the batcher calls."""

@@ -47,7 +47,8 @@ def start_server(repository: Path, tmp: Path, wait_ready: bool = True, **env: st
     environ = os.environ | {
         "HOST": "127.0.0.1", "PORT": str(port), "MODEL_REPOSITORY": str(repository),
         "WEB_CONCURRENCY": "2", "RELOAD_POLL_SECONDS": "0", "LOG_LEVEL": "info",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{port}"), "PYTHONPATH": str(ROOT),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{port}"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     } | env
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,

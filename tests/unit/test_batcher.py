@@ -78,8 +78,19 @@ def test_one_bad_request_does_not_fail_the_others_in_its_batch(runtime):
         futures[8].result()
 
 
-def test_a_closed_batcher_still_answers(runtime):
-    batcher = Batcher(runtime.run_first, "m", max_batch_size=64, max_delay_ms=1)
-    batcher.submit(np.zeros((1, 28, 28, 1), np.float32))
-    batcher.close()
-    assert batcher.submit(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+def test_a_lone_request_runs_at_once(runtime):
+    run = Counting(runtime)
+    batcher = Batcher(run, "m", max_batch_size=64, max_delay_ms=500)
+    started = __import__("time").perf_counter()
+    with batcher.expecting():
+        batcher.submit(np.zeros((1, 28, 28, 1), np.float32))
+    assert __import__("time").perf_counter() - started < 0.25 and run.sizes == [1]
+
+
+@pytest.mark.parametrize("n, padded", [(1, 1), (2, 2), (3, 4), (5, 8), (64, 64), (65, 128)])
+def test_gpu_batches_are_padded_to_a_power_of_two(n, padded):
+    from service.runtime import pad_to_power_of_two
+
+    batch = np.ones((n, 28, 28, 1), np.float32)
+    out = pad_to_power_of_two(batch)
+    assert out.shape == (padded, 28, 28, 1) and out[:n].all() and not out[n:].any()
