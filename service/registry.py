@@ -6,7 +6,6 @@ remembered by its files' signature, so it is retried only when those files chang
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import modelrepo
+from service import control
 from service.batcher import Batcher
 from service.errors import ModelNotFound, NotReady
 from service.metrics import LOAD_FAILURES, MODEL_INFO
@@ -24,7 +24,6 @@ from service.runtime import InvalidModel, ModelRuntime
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-CONTROL_FILE = "control.json"
 
 
 @dataclass
@@ -65,7 +64,7 @@ class Registry:
         self.providers = providers
         self.slots: dict[str, Slot] = {}
         self._lock = threading.RLock()
-        self._control_mtime = 0
+        self._control = control.Reader(settings.control_dir)
         self._stop = threading.Event()
 
     # -- reading (request path) -------------------------------------------------------------
@@ -176,28 +175,12 @@ class Registry:
 
     # -- coordination across workers ---------------------------------------------------------------
     def publish_control(self) -> None:
-        """Write the admin state (pins, unloads) where every worker's poller picks it up."""
-        if self.settings.control_dir is None:
-            return
-        state = {name: {"pinned": slot.pinned, "unloaded": slot.unloaded} for name, slot in self.slots.items()}
-        path = self.settings.control_dir / CONTROL_FILE
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        """Share this worker's admin decisions (pins, unloads) with the other workers."""
+        control.write(self.settings.control_dir, {n: {"pinned": s.pinned, "unloaded": s.unloaded} for n, s in self.slots.items()})
 
     def _apply_control(self) -> None:
-        if self.settings.control_dir is None:
-            return
-        path = self.settings.control_dir / CONTROL_FILE
-        try:
-            mtime = path.stat().st_mtime_ns
-            if mtime == self._control_mtime:
-                return
-            state = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            return
-        self._control_mtime = mtime
-        for name, wanted in state.items():
+        state = self._control.read()
+        for name, wanted in (state or {}).items():
             if name not in self.slots:
                 continue
             if wanted["unloaded"]:

@@ -101,6 +101,7 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
         _pipeline(train_split.images, train_split.labels, config, training=True),
         validation_data=_pipeline(val_split.images, val_split.labels, config, training=False),
         epochs=config.epochs,
+        shuffle=False,  # the tf.data pipeline shuffles already
         callbacks=callbacks,
         verbose=2,
     )

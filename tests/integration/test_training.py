@@ -21,7 +21,7 @@ def run(*args, timeout=600):
 def test_train_then_export_publishes_a_complete_version(tmp_path):
     trained = run("train", *SMALL, "--run-dir", str(tmp_path / "run"))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "Epoch 1/1" in trained.stdout + trained.stderr  # Keras progress is shown
+    assert "val_accuracy:" in trained.stdout  # Keras progress is shown
     exported = run("export", str(tmp_path / "run"), "--repository", str(tmp_path / "models"))
     assert exported.returncode == 0, exported.stderr[-3000:]
     folder = modelrepo.version_dir(tmp_path / "models", "fashion-mnist", 1)
@@ -43,8 +43,9 @@ def test_the_parity_gate_fails_loudly_on_a_wrong_graph(test_split):
 
     model = build_model()
     proto = to_onnx(model)
-    weights = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
-    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * 1.01, weights.name))
+    # Negate the last Dense kernel ([64, 10]): the kind of slip a converter bug makes.
+    weights = next(t for t in proto.graph.initializer if list(t.dims) == [64, 10])
+    weights.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weights), weights.name))
     with pytest.raises(ExportError, match="differs from Keras"):
         check_parity(model, proto, test_split.images[:1000])
 
