@@ -86,7 +86,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         int8 = Path(staging) / modelrepo.MODEL_FILE
         quantize(source / modelrepo.MODEL_FILE, int8, data.train.images[: args.calibration_images])
         evaluation = evaluate_onnx(int8, data.test)
-        training = {"quantized_from": f"{args.source}/{version}", "method": "onnxruntime static QDQ, U8 activations, S8 per-channel weights",
+        training = {"quantized_from": f"{args.source}/{version}", "method": "onnxruntime static QDQ, U8 activations (percentile calibration), S8 per-channel weights",
                     "calibration_images": f"first {args.calibration_images} training images", "source_test_accuracy": source_meta.test_accuracy}
         metadata = base_metadata(args.name, evaluation, training, sha256=modelrepo.sha256_file(int8),
                                  description=f"int8 (QDQ) quantization of {args.source}/{version}.")
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="fashion-mnist", help="model to quantize (default %(default)s)")
     p.add_argument("--version", type=int, default=None, help="its version (default: newest)")
     p.add_argument("--name", default="fashion-mnist-int8", help="name to publish under (default %(default)s)")
-    p.add_argument("--calibration-images", type=int, default=1000, help="training images used for calibration")
+    p.add_argument("--calibration-images", type=int, default=3000, help="training images used for calibration")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("retrain", help="train, export, evaluate, gate and publish (the retraining job)")
