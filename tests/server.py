@@ -54,17 +54,24 @@ def start_server(repository: Path, tmp: Path, wait_ready: bool = True, **env: st
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        if wait_ready:
+            _wait_ready(server)
+    except BaseException:
+        server.stop(signal.SIGKILL)  # never leave a server behind a failed start
+        raise
+    return server
+
+
+def _wait_ready(server: Server) -> None:
     deadline = time.monotonic() + 60
-    while wait_ready and time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"service exited with {process.returncode}:\n{server.output()}")
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"service exited with {server.process.returncode}:\n{server.output()}")
         try:
             if requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200:
-                return server
+                return
         except requests.RequestException:  # not listening yet, or workers still booting
             pass
         time.sleep(0.2)
-    if wait_ready:
-        server.stop(signal.SIGKILL)
-        raise RuntimeError(f"service not ready in 60 s:\n{server.output()}")
-    return server
+    raise RuntimeError(f"service not ready in 60 s:\n{server.output()}")

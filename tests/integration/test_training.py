@@ -88,7 +88,8 @@ def test_a_failed_job_exits_with_its_own_code_and_a_report(tmp_path):
 def test_concurrent_retrains_get_distinct_versions(tmp_path):
     repo = tmp_path / "models"
     publish_tiny(repo, accuracy=0.10)
-    args = ["retrain", *SMALL, "--repository", str(repo), "--min-accuracy", "0.2"]
+    # The gate always passes here: this test is about version numbers, not about the gate.
+    args = ["retrain", *SMALL, "--repository", str(repo), "--min-accuracy", "0", "--max-regression", "1"]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda seed: run(*args, "--seed", str(seed)), [1, 2]))
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
