@@ -5,7 +5,6 @@ Prometheus finds the service (loopback instead of Docker DNS).
 """
 import subprocess
 import sys
-import time
 
 import requests
 import yaml
