@@ -22,6 +22,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
     parser.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (tests)")
+    parser.add_argument("--ema-momentum", type=float, default=d.ema_momentum,
+                        help="keep an exponential moving average of the weights and export it (e.g. 0.999; 0 = off)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL_KERAS",
+                        help="start from these weights (a run's model.keras or best.keras) instead of random ones")
 
 
 def _config(args: argparse.Namespace):
@@ -48,7 +52,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from training.data import load_data  # noqa: PLC0415
     from training.publish import load_run, prepare, publish  # noqa: PLC0415
 
+    from training.train import lineage  # noqa: PLC0415
+
     model, run = load_run(args.run_dir)
+    run["commands"] = [*lineage(args.run_dir), f"python -m training export {args.run_dir} --repository {args.repository}"
+                       + (f" --model-name {args.model_name}" if args.model_name != "fashion-mnist" else "")]
     with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
         candidate = prepare(model, run, load_data(), args.model_name, Path(staging))
         version = publish(candidate, args.repository)

@@ -45,7 +45,9 @@ def model_card(metadata: Metadata) -> str:
     """A README.md for the version folder, from its metadata."""
     ev = metadata.evaluation
     rows = "\n".join(f"| {c.label} | {c.precision:.3f} | {c.recall:.3f} |" for c in ev.per_class) if ev else ""
-    training = "\n".join(f"- {key}: `{value}`" for key, value in metadata.training.items() if key != "history")
+    training = "\n".join(f"- {key}: `{value}`" for key, value in metadata.training.items() if key not in ("history", "commands"))
+    commands = "\n".join(metadata.training.get("commands", []))
+    reproduce = f"\n## Reproduce\n```sh\n{commands}\n```\n" if commands else ""
     accuracy = f"{ev.test_accuracy:.2%} on {ev.test_images:,} test images (onnxruntime)" if ev else "not evaluated"
     return f"""# {metadata.name} — model card
 
@@ -59,6 +61,7 @@ def model_card(metadata: Metadata) -> str:
 ## Preprocessing
 {metadata.preprocessing}
 
+{reproduce}
 ## Per-class precision and recall
 | class | precision | recall |
 |---|---:|---:|

@@ -3,13 +3,15 @@
 The course trains 10 epochs of Nadam at batch 32 (89.9% here). What helps this network:
 ±2 px shifts and horizontal flips (the dataset is centred and mostly symmetric), AdamW with a
 cosine learning-rate decay, light label smoothing, and keeping the weights of the best
-validation epoch.
+validation epoch. A second, shorter cosine cycle started from the first run's weights
+(`--init-from`, a warm restart) with an exponential moving average of the weights
+(`--ema-momentum`) goes further than one long cycle fits in the same hours on two cores.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import keras
@@ -33,6 +35,8 @@ class TrainConfig:
     patience: int = 6
     seed: int = 42
     limit: int | None = None
+    ema_momentum: float = 0.0
+    init_from: str | None = None
 
 
 @dataclass
@@ -76,12 +80,22 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
     steps = config.epochs * int(np.ceil(len(train_split) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
     model = build_model()
+    if config.init_from:
+        # A warm restart: a second cosine cycle from a finished run's weights goes further
+        # than one long cycle of the same total length would in the time we have.
+        model.load_weights(config.init_from)
+    ema = config.ema_momentum > 0
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=config.weight_decay, use_ema=ema, ema_momentum=config.ema_momentum or 0.99
+        ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    callbacks: list[keras.callbacks.Callback] = [
+    # With EMA the averaged weights are swapped in for validation, early stopping and
+    # checkpoints, so the epoch is chosen (and saved) by the weights that get exported.
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
+    callbacks += [
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=config.patience, restore_best_weights=True, verbose=1
         )
@@ -114,6 +128,26 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
         best_epoch=int(np.argmax(history["val_accuracy"])) + 1,
         seconds=time.monotonic() - started,
     )
+
+
+def command_line(config: TrainConfig, run_dir: Path) -> str:
+    """The `python -m training train` call that reproduces config, every option spelled out
+    so that it stays true when the defaults change."""
+    words = ["python -m training train"]
+    for field in fields(TrainConfig):
+        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
+        if value is None:
+            continue
+        words.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value}")
+    return " ".join([*words, f"--run-dir {run_dir}"])
+
+
+def lineage(run_dir: Path) -> list[str]:
+    """The train commands behind a run, oldest first, following --init-from back to its run."""
+    config = TrainConfig(**json.loads((run_dir / "run.json").read_text())["config"])
+    parent = Path(config.init_from).parent if config.init_from else None
+    earlier = lineage(parent) if parent is not None and (parent / "run.json").exists() else []
+    return [*earlier, command_line(config, run_dir)]
 
 
 def summary(result: TrainResult) -> dict:

@@ -34,6 +34,31 @@ def test_train_then_export_publishes_a_complete_version(tmp_path):
     assert {p.name for p in (folder / "report").iterdir()} == {"README.md", "training_curves.png", "confusion_matrix.png"}
 
 
+def test_a_warm_start_continues_from_the_saved_weights_and_records_its_lineage(tmp_path):
+    import keras
+    import numpy as np
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run("train", *SMALL, "--run-dir", str(first)).returncode == 0
+    # At learning rate 0 the weights cannot move, so the second run (EMA included) must end
+    # where the first one did (up to the EMA's float rounding); a model that ignored
+    # --init-from would differ by the size of its random initialisation.
+    warm = run("train", *SMALL, "--learning-rate", "0", "--ema-momentum", "0.9",
+               "--init-from", str(first / "model.keras"), "--run-dir", str(second))
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    before, after = (keras.models.load_model(d / "model.keras").get_weights() for d in (first, second))
+    assert all(np.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(before, after, strict=True))
+
+    exported = run("export", str(second), "--repository", str(tmp_path / "models"))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    folder = modelrepo.version_dir(tmp_path / "models", "fashion-mnist", 1)
+    commands = modelrepo.verify(folder).training["commands"]
+    assert [c.split()[3] for c in commands] == ["train", "train", "export"]
+    assert commands[0].endswith(f"--run-dir {first}") and f"--init-from {first / 'model.keras'}" in commands[1]
+    assert commands[2] == f"python -m training export {second} --repository {tmp_path / 'models'}"
+    assert commands[1] in (folder / "report" / "README.md").read_text()
+
+
 def test_the_parity_gate_fails_loudly_on_a_wrong_graph(test_split):
     from onnx import numpy_helper
 
