@@ -1,4 +1,4 @@
-"""Training: the recipe that beats the course's 92% with the course's architecture.
+"""Training: the recipe that reaches the course's 92% with the course's architecture.
 
 The course trains 10 epochs of Nadam at batch 32 (89.9% here). What helps this network:
 ±2 px shifts and horizontal flips (the dataset is centred and mostly symmetric), AdamW with a

@@ -20,15 +20,14 @@ def _accuracy(folder, split):
     return float((predicted == split.labels).mean())
 
 
-# The shipped model measures 91.32%. The course's 92% needs more epochs than one session on
-# 2 cores allowed (13 took 114 min); this floor guards what ships, not the target.
-SHIPPED_FLOOR = 0.913
+# The course's figure; the acceptance bar for the shipped model (it measures 92.04%).
+TARGET = 0.92
 
 
 def test_fp32_model_scores_what_its_card_says(test_split):
     folder, meta = _newest("fashion-mnist")
     accuracy = _accuracy(folder, test_split)
-    assert accuracy >= SHIPPED_FLOOR, f"measured {accuracy:.4f}"
+    assert accuracy >= TARGET, f"measured {accuracy:.4f}"
     assert meta.evaluation.test_accuracy == pytest.approx(accuracy, abs=1e-4)  # the card tells the truth
     assert (folder / "report" / "README.md").is_file() and (folder / "report" / "confusion_matrix.png").is_file()
 
