@@ -51,7 +51,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from training.data import load_data  # noqa: PLC0415
     from training.publish import load_run, prepare, publish  # noqa: PLC0415
-
     from training.train import lineage  # noqa: PLC0415
 
     model, run = load_run(args.run_dir)

@@ -87,7 +87,9 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
     ema = config.ema_momentum > 0
     model.compile(
         optimizer=keras.optimizers.AdamW(
-            learning_rate=schedule, weight_decay=config.weight_decay, use_ema=ema, ema_momentum=config.ema_momentum or 0.99
+            learning_rate=schedule,
+            weight_decay=config.weight_decay,
+            **({"use_ema": True, "ema_momentum": config.ema_momentum} if ema else {}),
         ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
@@ -144,10 +146,14 @@ def command_line(config: TrainConfig, run_dir: Path) -> str:
 
 def lineage(run_dir: Path) -> list[str]:
     """The train commands behind a run, oldest first, following --init-from back to its run."""
-    config = TrainConfig(**json.loads((run_dir / "run.json").read_text())["config"])
-    parent = Path(config.init_from).parent if config.init_from else None
-    earlier = lineage(parent) if parent is not None and (parent / "run.json").exists() else []
-    return [*earlier, command_line(config, run_dir)]
+    commands, seen = [], set()
+    # A run restarted into its own folder has overwritten its parent's run.json: stop there.
+    while run_dir is not None and (run_dir / "run.json").exists() and run_dir.resolve() not in seen:
+        seen.add(run_dir.resolve())
+        config = TrainConfig(**json.loads((run_dir / "run.json").read_text())["config"])
+        commands.insert(0, command_line(config, run_dir))
+        run_dir = Path(config.init_from).parent if config.init_from else None
+    return commands
 
 
 def summary(result: TrainResult) -> dict:
