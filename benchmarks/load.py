@@ -12,7 +12,7 @@ import requests
 
 from benchmarks.payloads import Payload, write
 from service.settings import Settings
-from tests.server import Server, start_server
+from service.testing import Server, start_server
 
 HEY = "hey"
 

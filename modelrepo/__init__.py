@@ -4,29 +4,41 @@
                                         metadata.json
                                         report/...
 
-Training writes through `publish`; the service reads through `scan`/`verify`. This package is
-deliberately light (pydantic, no TensorFlow, no Flask) so both halves can import it.
+Training writes through `publish`; the service reads through `candidates`/`verify`; both
+resolve "the version a server serves" with `served_version`. Deliberately light (pydantic and
+numpy, no TensorFlow, no Flask) so that both halves can import it.
 """
-from modelrepo.schema import Metadata, TensorSpec
-from modelrepo.store import (
+from modelrepo.decisions import Decision, Decisions
+from modelrepo.paths import (
     METADATA_FILE,
     MODEL_FILE,
-    Rejected,
+    REPORT_CARD,
+    REPORT_DIR,
+    REPORT_IMAGES,
     RepositoryError,
+    inside,
+    parse_version,
+    report_file,
+    valid_name,
+    version_dir,
+)
+from modelrepo.writing import Rejected, locked, prune, publish
+from modelrepo.schema import FASHION_MNIST_LABELS, NUMPY_DTYPES, ONNX_DATATYPES, Datatype, Metadata, TensorSpec
+from modelrepo.store import (
+    candidates,
     list_models,
     list_versions,
     newest_version,
-    prune,
-    publish,
     read_metadata,
-    valid_name,
+    served_version,
     sha256_file,
     verify,
-    version_dir,
 )
 
 __all__ = [
-    "METADATA_FILE", "MODEL_FILE", "Metadata", "Rejected", "RepositoryError", "TensorSpec",
-    "list_models", "list_versions", "newest_version", "prune", "publish",
-    "read_metadata", "sha256_file", "valid_name", "verify", "version_dir",
+    "FASHION_MNIST_LABELS", "METADATA_FILE", "MODEL_FILE", "NUMPY_DTYPES", "ONNX_DATATYPES", "REPORT_CARD",
+    "REPORT_DIR", "REPORT_IMAGES", "Datatype", "Decision", "Decisions", "Metadata", "Rejected", "RepositoryError",
+    "TensorSpec", "candidates", "inside", "list_models", "list_versions", "locked", "newest_version",
+    "parse_version", "prune", "publish", "read_metadata", "report_file", "served_version", "sha256_file",
+    "valid_name", "verify", "version_dir",
 ]

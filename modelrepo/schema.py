@@ -4,9 +4,27 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 Datatype = Literal["FP32", "FP16", "INT64", "INT32", "UINT8", "INT8", "BOOL", "BYTES"]
+
+# The one dtype table: Open Inference Protocol datatype, numpy dtype, onnxruntime type string.
+# BYTES has no fixed-size numpy dtype and no ONNX tensor type we serve.
+_DTYPES: tuple[tuple[str, type, str], ...] = (
+    ("FP32", np.float32, "tensor(float)"),
+    ("FP16", np.float16, "tensor(float16)"),
+    ("INT64", np.int64, "tensor(int64)"),
+    ("INT32", np.int32, "tensor(int32)"),
+    ("UINT8", np.uint8, "tensor(uint8)"),
+    ("INT8", np.int8, "tensor(int8)"),
+    ("BOOL", np.bool_, "tensor(bool)"),
+)
+NUMPY_DTYPES: dict[str, np.dtype] = {datatype: np.dtype(numpy) for datatype, numpy, _ in _DTYPES}
+ONNX_DATATYPES: dict[str, str] = {onnx: datatype for datatype, _, onnx in _DTYPES}
+
+# The ten Fashion-MNIST classes, in label order.
+FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 class TensorSpec(BaseModel):
@@ -15,6 +33,13 @@ class TensorSpec(BaseModel):
     name: str
     datatype: Datatype
     shape: list[int]
+    # The values the model was trained on, inclusive (inputs only). The service refuses values
+    # outside it: a CNN fed 3e38 answers NaN, and that must never reach a client as a 200.
+    range: tuple[float, float] | None = None
+
+    def signature(self) -> tuple[str, str, tuple[int, ...]]:
+        """What must match between the graph, metadata.json and a replacing version."""
+        return self.name, self.datatype, tuple(self.shape)
 
 
 class ClassMetrics(BaseModel):
@@ -30,6 +55,8 @@ class Evaluation(BaseModel):
     test_images: int
     per_class: list[ClassMetrics]
     confusion_matrix: list[list[int]]
+    # Where it was measured: int8 kernels differ between CPUs (AVX2, AVX-512 VNNI, AMX).
+    hardware: dict[str, str] = Field(default_factory=dict)
 
 
 class Metadata(BaseModel):

@@ -1,64 +1,60 @@
-"""Versions on disk: list, read, verify, publish atomically, prune."""
+"""Reading versions: list, read, verify, and which version a server serves."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import re
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from modelrepo.paths import (
+    METADATA_FILE,
+    MODEL_FILE,
+    RepositoryError,
+    inside,
+    parse_version,
+    valid_name,
+    version_dir,
+)
 from modelrepo.schema import Metadata
-
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
-_VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-# Names starting with "." are invisible to readers: publishing stages there, pruning trashes there.
-_STAGING_PREFIX = ".tmp-"
-_TRASH_PREFIX = ".trash-"
-
-
-class RepositoryError(Exception):
-    """A model or version is missing, malformed or does not match its metadata."""
-
-
-class Rejected(RepositoryError):
-    """The promotion gate refused a candidate; nothing was published."""
-
-
-def valid_name(name: str) -> bool:
-    """True for names that are safe as one path component (no '..', no '/')."""
-    return bool(_NAME.match(name)) and name not in {".", ".."}
 
 
 def list_models(repository: Path) -> list[str]:
-    """Model names in the repository, sorted."""
-    if not repository.is_dir():
+    """Model names in the repository, sorted; an unreadable repository lists none."""
+    try:
+        entries = list(repository.iterdir())
+    except OSError:
         return []
-    return sorted(p.name for p in repository.iterdir() if p.is_dir() and valid_name(p.name) and not p.name.startswith("."))
+    return sorted(p.name for p in entries if valid_name(p.name) and not p.name.startswith(".") and _is_dir(p))
 
 
 def list_versions(repository: Path, name: str) -> list[int]:
-    """Published versions of a model, ascending; staging and trash folders never appear."""
+    """Published versions of a model, ascending: numbered folders only, never staging or trash.
+
+    A numbered entry that is not a folder, or that a symlink takes outside the repository, is
+    not a version. Raises RepositoryError when the model folder exists but cannot be listed.
+    """
     root = repository / name
-    if not valid_name(name) or not root.is_dir():
+    if not valid_name(name):
         return []
-    return sorted(int(p.name) for p in root.iterdir() if _VERSION.match(p.name) and p.is_dir())
+    try:
+        entries = list(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise RepositoryError(f"{root}: cannot list versions: {exc}") from None
+    versions = []
+    for entry in entries:
+        version = parse_version(entry.name)
+        if version is not None and _is_dir(entry) and _stays_inside(repository, entry):
+            versions.append(version)
+    return sorted(versions)
 
 
 def newest_version(repository: Path, name: str) -> int | None:
+    """The highest version number on disk, valid or not (publishing allocates after it)."""
     versions = list_versions(repository, name)
     return versions[-1] if versions else None
-
-
-def version_dir(repository: Path, name: str, version: int) -> Path:
-    return repository / name / str(version)
 
 
 def sha256_file(path: Path) -> str:
@@ -76,100 +72,62 @@ def read_metadata(directory: Path) -> Metadata:
         return Metadata.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         raise RepositoryError(f"{path}: missing") from None
+    except OSError as exc:  # a folder where the file should be, no permission, an I/O error
+        raise RepositoryError(f"{path}: unreadable: {exc.strerror or exc}") from None
     except ValidationError as exc:
-        raise RepositoryError(f"{path}: invalid metadata: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
+        error = exc.errors()[0]
+        raise RepositoryError(f"{path}: invalid metadata: {error['loc']} {error['msg']}") from None
 
 
-def verify(directory: Path) -> Metadata:
-    """Metadata of a version folder whose model file exists and matches the recorded sha256."""
-    metadata = read_metadata(directory)
-    model = directory / MODEL_FILE
-    if not model.is_file():
-        raise RepositoryError(f"{model}: missing")
-    if sha256_file(model) != metadata.sha256:
-        raise RepositoryError(f"{model}: sha256 does not match metadata.json")
-    if directory.name.isdigit() and int(directory.name) != metadata.version:
-        raise RepositoryError(f"{directory}: metadata says version {metadata.version}")
+def verify(repository: Path, name: str, version: int) -> Metadata:
+    """Metadata of a version whose files are inside the repository and match the recorded sha256."""
+    directory = version_dir(repository, name, version)
+    try:
+        inside(repository, directory)
+        metadata = read_metadata(inside(repository, directory / METADATA_FILE).parent)
+        model = inside(repository, directory / MODEL_FILE)
+        if not model.is_file():
+            raise RepositoryError(f"{directory / MODEL_FILE}: missing or not a file")
+        if sha256_file(model) != metadata.sha256:
+            raise RepositoryError(f"{directory / MODEL_FILE}: sha256 does not match metadata.json")
+    except OSError as exc:  # vanished or unreadable between the checks above
+        raise RepositoryError(f"{directory}: unreadable: {exc}") from None
+    if (metadata.name, metadata.version) != (name, version):
+        raise RepositoryError(f"{directory}: metadata says {metadata.name}/{metadata.version}")
     return metadata
 
 
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    # flock serialises publishers on one host (and on most shared filesystems that honour it).
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def candidates(repository: Path, name: str, pinned: int | None = None) -> Iterator[int]:
+    """Versions a server tries, best first: the pin alone, or every version newest first."""
+    if pinned is not None:
+        yield pinned
+        return
+    yield from reversed(list_versions(repository, name))
 
 
-def _fsync_tree(top: Path) -> None:
-    for dirpath, _, filenames in os.walk(top):
-        for filename in filenames:
-            with open(os.path.join(dirpath, filename), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
+def served_version(repository: Path, name: str, pinned: int | None = None) -> tuple[int, Metadata] | None:
+    """The version a server would serve and its metadata: the pin, else the newest that verifies.
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(
-    repository: Path,
-    name: str,
-    staging: Path,
-    metadata: Metadata,
-    accept: Callable[[Metadata | None], bool] | None = None,
-) -> int:
-    """Copy staging/ (holding model.onnx, optional report/) in as the next version; return it.
-
-    Under the model's lock: `accept(current newest metadata)` may veto (raising Rejected), the
-    version number is allocated, files are written and fsynced in a hidden folder, and one
-    rename makes the version visible. A crash at any point leaves at most a hidden folder,
-    which the next publisher removes.
+    The service tries the same `candidates` in the same order (and also opens and warms each up).
     """
-    if not valid_name(name):
-        raise RepositoryError(f"invalid model name {name!r}")
-    root = repository / name
-    with _locked(root):
-        for leftover in root.glob(f"{_STAGING_PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        current = newest_version(repository, name)
-        current_meta = read_metadata(version_dir(repository, name, current)) if current else None
-        if accept is not None and not accept(current_meta):
-            raise Rejected(f"candidate rejected against version {current}")
-        version = (current or 0) + 1
-        tmp = root / f"{_STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(staging, tmp)
-        final = metadata.model_copy(update={"name": name, "version": version, "sha256": sha256_file(tmp / MODEL_FILE)})
-        (tmp / METADATA_FILE).write_text(final.model_dump_json(indent=2))
-        _fsync_tree(tmp)
-        os.rename(tmp, version_dir(repository, name, version))
-        _fsync_dir(root)
-    return version
+    for version in candidates(repository, name, pinned):
+        try:
+            return version, verify(repository, name, version)
+        except RepositoryError:
+            continue
+    return None
 
 
-def prune(repository: Path, name: str, keep: int, protect: set[int] = frozenset()) -> list[int]:
-    """Delete all but the newest `keep` versions, sparing `protect` and always the newest."""
-    if keep < 1:
-        raise ValueError("keep must be at least 1")
-    removed = []
-    with _locked(repository / name):
-        versions = list_versions(repository, name)
-        for version in versions[:-keep]:
-            if version in protect:
-                continue
-            path = version_dir(repository, name, version)
-            # Rename first so that a reader never sees a half-deleted version.
-            trash = path.with_name(f"{_TRASH_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
-            os.rename(path, trash)
-            shutil.rmtree(trash)
-            removed.append(version)
-    return removed
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _stays_inside(repository: Path, path: Path) -> bool:
+    try:
+        inside(repository, path)
+    except (RepositoryError, OSError):
+        return False
+    return True

@@ -133,7 +133,7 @@ class Registry:
                 if slot.failed.get(version) == signature:
                     continue
                 try:
-                    runtime = ModelRuntime.load(directory, self.providers, self.settings.session_threads,
+                    runtime = ModelRuntime.load(self.settings.model_repository, name, version, self.providers, self.settings.session_threads,
                                                 expect=slot.current.runtime.metadata if slot.current else None,
                                                 max_batch=max(self.settings.max_batch_size, self.settings.max_batch_images))
                 except InvalidModel as exc:

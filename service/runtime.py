@@ -18,8 +18,8 @@ from service.metrics import INFERENCE_SECONDS
 
 log = logging.getLogger(__name__)
 
-NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "UINT8": np.uint8, "INT8": np.int8, "BOOL": np.bool_}
-ORT_TYPES = {"tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(uint8)": "UINT8", "tensor(int8)": "INT8", "tensor(bool)": "BOOL"}
+NUMPY_TYPES = modelrepo.NUMPY_DTYPES
+ORT_TYPES = modelrepo.ONNX_DATATYPES
 
 
 class InvalidModel(ServingError):
@@ -55,17 +55,18 @@ class ModelRuntime:
     provider: str
 
     @classmethod
-    def load(cls, directory: Path, provider_list: list[str], threads: int, expect: Metadata | None = None,
+    def load(cls, repository: Path, name: str, version: int, provider_list: list[str], threads: int, expect: Metadata | None = None,
              max_batch: int = 1) -> "ModelRuntime":
         """Verify, open and warm up a version folder. Runs at start-up and on every hot reload."""
         try:
-            metadata = modelrepo.verify(directory)
+            metadata = modelrepo.verify(repository, name, version)
         except modelrepo.RepositoryError as exc:
             raise InvalidModel(str(exc)) from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        directory = modelrepo.version_dir(repository, name, version)
         try:
             session = ort.InferenceSession(str(directory / modelrepo.MODEL_FILE), options, providers=provider_list)
         except Exception as exc:  # onnxruntime raises several types for a corrupt file
@@ -86,11 +87,11 @@ class ModelRuntime:
     def _check(self, expect: Metadata | None) -> None:
         # The graph must be what metadata.json says, and a new version must keep the served contract.
         declared = self.metadata.inputs, self.metadata.outputs
-        if (self.inputs, self.outputs) != declared:
+        if [s.signature() for s in self.inputs + self.outputs] != [s.signature() for s in declared[0] + declared[1]]:
             raise InvalidModel(f"{self.name}/{self.version}: graph tensors {self.inputs} {self.outputs} differ from metadata {declared}")
         if len(self.metadata.labels) != self.outputs[0].shape[-1]:
             raise InvalidModel(f"{self.name}/{self.version}: {len(self.metadata.labels)} labels for {self.outputs[0].shape[-1]} outputs")
-        if expect is not None and (expect.inputs, expect.outputs, expect.labels) != (*declared, self.metadata.labels):
+        if expect is not None and ([s.signature() for s in expect.inputs + expect.outputs], expect.labels) != ([s.signature() for s in declared[0] + declared[1]], self.metadata.labels):
             raise InvalidModel(f"{self.name}/{self.version}: tensors or labels differ from the served version {expect.version}")
 
     @property

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.server import ROOT, Server, start_server
+from service.testing import ROOT, Server, start_server
 from tests.tiny_model import publish_tiny
 
 BUNDLED = ROOT / "models"

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.server import free_port
+from service.testing import free_port
 
 
 @contextmanager

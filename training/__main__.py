@@ -87,7 +87,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(f"error: no published version of {args.source} in {args.repository}", file=sys.stderr)
         return 2
     source = modelrepo.version_dir(args.repository, args.source, version)
-    source_meta = modelrepo.verify(source)
+    source_meta = modelrepo.verify(args.repository, args.source, version)
     data = load_data()
     with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
         int8 = Path(staging) / modelrepo.MODEL_FILE

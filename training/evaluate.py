@@ -6,10 +6,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from modelrepo.schema import ClassMetrics, Evaluation
+from modelrepo.schema import FASHION_MNIST_LABELS, ClassMetrics, Evaluation
 from training.data import Split
 
-LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def predict_onnx(path: Path, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
@@ -19,7 +18,7 @@ def predict_onnx(path: Path, images: np.ndarray, batch_size: int = 500) -> np.nd
     return np.concatenate([session.run(None, {name: images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)])
 
 
-def evaluate_onnx(path: Path, split: Split, labels: list[str] = LABELS) -> Evaluation:
+def evaluate_onnx(path: Path, split: Split, labels: list[str] = FASHION_MNIST_LABELS) -> Evaluation:
     """Accuracy, per-class precision and recall and the confusion matrix (rows: true class)."""
     predicted = predict_onnx(path, split.images).argmax(1)
     n = len(labels)

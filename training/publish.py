@@ -12,7 +12,7 @@ import modelrepo
 from modelrepo import Metadata, TensorSpec
 from modelrepo.schema import Evaluation
 from training.data import Dataset
-from training.evaluate import LABELS, evaluate_onnx
+from training.evaluate import evaluate_onnx
 from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from training.report import write_report
 
@@ -48,8 +48,8 @@ def tool_versions() -> dict[str, str]:
 def base_metadata(name: str, evaluation: Evaluation | None, training: dict, **extra) -> Metadata:
     return Metadata(
         name=name,
-        labels=LABELS,
-        inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, 28, 28, 1])],
+        labels=modelrepo.FASHION_MNIST_LABELS,
+        inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, 28, 28, 1], range=(0.0, 1.0))],
         outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, 10])],
         preprocessing=PREPROCESSING,
         evaluation=evaluation,
@@ -74,6 +74,6 @@ def prepare(model: keras.Model, run: dict, data: Dataset, name: str, staging: Pa
     return Candidate(staging, metadata, run.get("history"))
 
 
-def publish(candidate: Candidate, repository: Path, accept: Callable[[Metadata | None], bool] | None = None) -> int:
+def publish(candidate: Candidate, repository: Path, accept: Callable[[], bool] | None = None) -> int:
     """Publish the candidate as the next version (the gate runs under the repository lock)."""
     return modelrepo.publish(repository, candidate.metadata.name, candidate.staging, candidate.metadata, accept)

@@ -58,8 +58,10 @@ def _run(repository: Path, name: str, config: TrainConfig, gate: Gate, keep: int
         candidate = prepare(result.model, summary(result), data, name, Path(staging))
         outcome["candidate_accuracy"] = candidate.accuracy
 
-        def accept(current: Metadata | None) -> bool:
+        def accept() -> bool:
             # Runs under the repository lock, so the comparison is with the version we would follow.
+            served = modelrepo.served_version(repository, name)
+            current = served[1] if served else None
             outcome.update(current_version=current.version if current else None, threshold=gate.threshold(current),
                            current_accuracy=current.test_accuracy if current else None)
             return candidate.accuracy >= outcome["threshold"]

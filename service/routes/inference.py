@@ -49,8 +49,8 @@ def model_metadata(name: str, version: str | None = None):
         name=name,
         versions=[str(v) for v in registry().versions(name)],
         platform=runtime.metadata.platform,
-        inputs=[spec.model_dump() for spec in runtime.inputs],
-        outputs=[spec.model_dump() for spec in runtime.outputs],
+        inputs=[spec.model_dump(exclude={"range"}) for spec in runtime.inputs],
+        outputs=[spec.model_dump(exclude={"range"}) for spec in runtime.outputs],
         parameters={"labels": runtime.metadata.labels, "version": str(served.version), "provider": runtime.provider},
     )
 

@@ -8,7 +8,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import png_bytes
-from tests.server import start_server
+from service.testing import start_server
 
 INFER = "/v2/models/fashion-mnist/infer"
 GOOD_IMAGE = png_bytes(np.zeros((28, 28), dtype=np.uint8))

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from tests.server import ROOT
+from service.testing import ROOT
 from tests.tiny_model import publish_tiny
 
 SCENARIOS = ["v1 png", "v2 json", "v2 binary x64"]

@@ -12,7 +12,7 @@ import requests
 
 import modelrepo
 from tests.conftest import png_bytes
-from tests.server import start_server
+from service.testing import start_server
 from tests.tiny_model import publish_tiny, tiny_metadata, tiny_onnx
 
 IMAGE = png_bytes(np.full((28, 28), 200, dtype=np.uint8))

@@ -11,7 +11,7 @@ import yaml
 
 from tests.integration.test_lifecycle import wait_for_version
 from tests.prometheus import prometheus, query
-from tests.server import ROOT, start_server
+from service.testing import ROOT, start_server
 
 COMMITTED = ROOT / "deploy" / "prometheus"
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import modelrepo
-from tests.server import ROOT
+from service.testing import ROOT
 from tests.tiny_model import publish_tiny
 
 SMALL = ["--epochs", "1", "--limit", "512", "--batch-size", "64"]

@@ -12,7 +12,7 @@ from service.runtime import ModelRuntime
 
 @pytest.fixture
 def runtime(tiny_repo):
-    return ModelRuntime.load(modelrepo.version_dir(tiny_repo, "fashion-mnist", 1), ["CPUExecutionProvider"], threads=1)
+    return ModelRuntime.load(tiny_repo, "fashion-mnist", 1, ["CPUExecutionProvider"], threads=1)
 
 
 class Counting:

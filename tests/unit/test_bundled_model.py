@@ -10,8 +10,7 @@ from tests.conftest import BUNDLED
 def _newest(name):
     version = modelrepo.newest_version(BUNDLED, name)
     assert version is not None, f"{name} is missing from {BUNDLED}"
-    folder = modelrepo.version_dir(BUNDLED, name, version)
-    return folder, modelrepo.verify(folder)
+    return modelrepo.version_dir(BUNDLED, name, version), modelrepo.verify(BUNDLED, name, version)
 
 
 def _accuracy(folder, split):

@@ -1,0 +1,133 @@
+"""Writing versions: publish atomically, prune safely, clean up after crashes.
+
+Both run under the model's lock file, so two publishers never get the same number, a pruner
+never races a publisher, and whatever a crash left behind (hidden staging or trash folders)
+is removed by the next one to take the lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from modelrepo.paths import METADATA_FILE, MODEL_FILE, STAGING_PREFIX, TRASH_PREFIX, RepositoryError, valid_name, version_dir
+from modelrepo.schema import Metadata
+from modelrepo.store import list_versions, newest_version, served_version, sha256_file
+
+# Readable by every user, whatever the umask or the staging folder's mode: the server often
+# runs as another uid than the trainer (the Kubernetes pods do).
+DIR_MODE, FILE_MODE = 0o755, 0o644
+
+
+class Rejected(RepositoryError):
+    """The promotion gate refused a candidate; nothing was published."""
+
+
+def publish(
+    repository: Path,
+    name: str,
+    staging: Path,
+    metadata: Metadata,
+    accept: Callable[[], bool] | None = None,
+) -> int:
+    """Copy staging/ (holding model.onnx, optional report/) in as the next version; return it.
+
+    Under the model's lock: `accept()` may veto (Rejected is raised), the number after the
+    highest numbered folder is allocated (so a corrupt newest version never blocks this), files
+    are written, made world-readable and fsynced in a hidden folder, and one rename makes the
+    version visible. A crash at any point leaves at most a hidden folder.
+    """
+    if not valid_name(name):
+        raise RepositoryError(f"invalid model name {name!r}")
+    root = repository / name
+    with locked(root):
+        if accept is not None and not accept():
+            raise Rejected(f"candidate for {name} rejected")
+        version = (newest_version(repository, name) or 0) + 1
+        tmp = root / f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(staging, tmp, symlinks=False)
+        final = metadata.model_copy(update={"name": name, "version": version, "sha256": sha256_file(tmp / MODEL_FILE)})
+        (tmp / METADATA_FILE).write_text(final.model_dump_json(indent=2))
+        _make_readable(tmp)
+        _fsync_tree(tmp)
+        os.rename(tmp, version_dir(repository, name, version))
+        _fsync_dir(root)
+    return version
+
+
+def prune(repository: Path, name: str, keep: int, protect: Iterable[int] = ()) -> list[int]:
+    """Delete all but the newest `keep` versions; return the deleted ones.
+
+    Never deleted: the newest version, the one a server following the newest serves (the
+    newest that verifies), and `protect` (pins, the version a promotion replaced).
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    removed = []
+    with locked(repository / name):
+        versions = list_versions(repository, name)
+        served = served_version(repository, name)
+        spared = {*protect, *versions[-1:], *([served[0]] if served else [])}
+        for version in versions[:-keep]:
+            if version in spared:
+                continue
+            path = version_dir(repository, name, version)
+            # Rename first so that a reader never sees a half-deleted version.
+            trash = path.with_name(f"{TRASH_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+            os.rename(path, trash)
+            shutil.rmtree(trash)
+            removed.append(version)
+    return removed
+
+
+@contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """The model's lock (flock serialises writers on one host and on most shared filesystems).
+
+    Whoever takes it first removes what a crashed writer left: nobody else can be writing.
+    """
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(DIR_MODE)
+    with open(root / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _remove_leftovers(root)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(root: Path) -> None:
+    for prefix in (STAGING_PREFIX, TRASH_PREFIX):
+        for leftover in root.glob(f"{prefix}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _make_readable(top: Path) -> None:
+    top.chmod(DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), DIR_MODE)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), FILE_MODE)
+
+
+def _fsync_tree(top: Path) -> None:
+    for dirpath, _, filenames in os.walk(top):
+        for filename in filenames:
+            with open(os.path.join(dirpath, filename), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
