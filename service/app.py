@@ -8,9 +8,11 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from service import errors, metrics
-from service.registry import Registry
+from service import bodies, errors, metrics
 from service.device import providers
+from service.images import Decoder
+from service.models import ModelManager
+from service.poller import Poller
 from service.settings import Settings
 
 
@@ -37,14 +39,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = OrjsonProvider(app)
+    # No path is ever normalised by redirect (werkzeug would answer an HTML 308 page).
+    app.url_map.merge_slashes = False
 
-    registry = Registry(settings, providers(settings.device))
-    registry.start()
+    manager = ModelManager(settings, providers(settings.device))
+    manager.start()
+    poller = Poller(manager, settings.reload_poll_seconds)
+    poller.start()
     app.extensions["settings"] = settings
-    app.extensions["registry"] = registry
+    app.extensions["models"] = manager
+    app.extensions["poller"] = poller
+    app.extensions["decoder"] = Decoder(settings.max_image_pixels, settings.max_request_pixels)
 
     errors.init_app(app)
-    metrics.init_app(app)
+    metrics.init_app(app, manager.names, settings.model_name)
+    bodies.init_app(app, settings.max_request_bytes)
     from service.routes import admin, classify, inference, web  # noqa: PLC0415
 
     for blueprint in (classify.bp, inference.bp, admin.bp, web.bp):

@@ -1,16 +1,21 @@
-"""Every failure a client can cause, as one exception type each, mapped to HTTP in one place."""
+"""Every failure a client can cause, one exception type each, and the one place that maps errors to HTTP.
+
+The rule: client input gets a 4xx JSON error that says what was expected and what came. A 5xx
+is always our bug: it is logged with its traceback, and the client gets a short JSON error.
+"""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 log = logging.getLogger(__name__)
 
 
 class ServingError(Exception):
-    """Base: `status` is the HTTP status, the message goes to the client as {"error": ...}."""
+    """Base of the errors we answer on purpose; `status` is the HTTP status, the message the JSON error."""
 
     status = 500
 
@@ -19,8 +24,10 @@ class BadRequest(ServingError):
     status = 400
 
 
-class ModelNotFound(ServingError):
-    status = 404
+class LoadFailed(ServingError):
+    """An operator asked to load a version that cannot be served; nothing changed."""
+
+    status = 400
 
 
 class Unauthorized(ServingError):
@@ -29,6 +36,10 @@ class Unauthorized(ServingError):
 
 class Forbidden(ServingError):
     status = 403
+
+
+class ModelNotFound(ServingError):
+    status = 404
 
 
 class PayloadTooLarge(ServingError):
@@ -43,19 +54,32 @@ class NotReady(ServingError):
     status = 503
 
 
+def _json(message: str, status: int, headers: dict | None = None) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
 def init_app(app: Flask) -> None:
     """JSON errors for everything; stack traces go to the log, never to the client."""
 
     @app.errorhandler(ServingError)
     def serving_error(exc: ServingError):
-        return jsonify(error=str(exc)), exc.status
+        return _json(str(exc), exc.status)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        # werkzeug raises these itself: 404 routes, 405 methods, 413 bodies over MAX_CONTENT_LENGTH.
-        return jsonify(error=exc.description or exc.name), exc.code
+        # werkzeug raises these itself: unknown routes (404), methods (405, with its Allow
+        # header), bodies over MAX_CONTENT_LENGTH (413), malformed forms (400).
+        if isinstance(exc, RequestRedirect):
+            # werkzeug would redirect a path it had to normalise (an encoded slash in a model
+            # name, say) with an HTML page; no API path needs normalising, so it is not found.
+            return _json("not found: the path does not name a model or endpoint", 404)
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return _json(exc.description or exc.name, exc.code or 500, headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         log.exception("unhandled error")
-        return jsonify(error="internal server error"), 500
+        return _json("internal server error", 500)

@@ -53,6 +53,11 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def post_worker_init(worker):
+    """The app is built and its models loaded: say so, once per worker (tests and operators wait for it)."""
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
+
+
 def post_fork(server, worker):
     """Hand the GIL over sooner than Python's 5 ms default.
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Collection
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -23,6 +24,9 @@ from prometheus_client import (
 # Millisecond-scale latencies: 0.5 ms … 10 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+# The APIs that serve a model: their series exist from start-up for every model (see declare_model).
+MODEL_APIS = ("v1", "v2")
+UNKNOWN = "unknown"
 
 REQUESTS = Counter("serving_requests", "HTTP requests handled", ["api", "model", "status"])
 REQUEST_SECONDS = Histogram(
@@ -42,6 +46,21 @@ MODEL_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 LOAD_FAILURES = Counter("serving_model_load_failures", "Model versions that failed to load or validate", ["model"])
+REPOSITORY_SCANS = Counter("serving_repository_scans", "Scans of the model repository by the reload pollers (a stalled poller stops it)")
+
+
+def declare_model(name: str) -> None:
+    """Export every per-model series at zero now, not at its first event.
+
+    Dashboards and alerts (`rate(...)`, `increase(...)`) need a series to exist before the first
+    request, failure or batch; Prometheus practice is to initialise known label values.
+    """
+    for api in MODEL_APIS:
+        REQUESTS.labels(api, name, "200")
+        REQUEST_SECONDS.labels(api, name)
+    for histogram in (INFERENCE_SECONDS, QUEUE_SECONDS, BATCH_SIZE):
+        histogram.labels(name)
+    LOAD_FAILURES.labels(name)
 
 
 def registry() -> CollectorRegistry:
@@ -53,14 +72,18 @@ def registry() -> CollectorRegistry:
     return collector_registry
 
 
-def _model_label() -> str:
-    # Only names of served models become label values: URLs must not grow the series count.
-    name = (request.view_args or {}).get("name") or current_app.extensions["settings"].model_name
-    return name if name in current_app.extensions["registry"].slots else "unknown"
+def init_app(app: Flask, known_models: Callable[[], Collection[str]], default_model: str) -> None:
+    """Serve /metrics and count every request: status, latency, in progress.
 
+    Only names in `known_models()` become label values, so URLs cannot grow the series count;
+    a path that matched no route is counted as model="unknown".
+    """
 
-def init_app(app: Flask) -> None:
-    """Serve /metrics and count every request: status, latency, in progress."""
+    def model_label() -> str:
+        if request.url_rule is None:
+            return UNKNOWN
+        name = (request.view_args or {}).get("name") or default_model
+        return name if name in known_models() else UNKNOWN
 
     @app.get("/metrics")
     def metrics():
@@ -74,7 +97,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def count(response: Response) -> Response:
         if "started" in g:
-            api, model = request.blueprint or "other", _model_label()
+            api, model = request.blueprint or "other", model_label()
             REQUESTS.labels(api, model, str(response.status_code)).inc()
             REQUEST_SECONDS.labels(api, model).observe(time.perf_counter() - g.started)
         return response

@@ -1,10 +1,9 @@
-"""One onnxruntime session: provider choice, validation against metadata, warm-up, run."""
+"""One onnxruntime session: verify the version, open it, check it, warm it up, run it."""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -12,25 +11,19 @@ import onnxruntime as ort
 
 import modelrepo
 from modelrepo import Metadata, TensorSpec
-from service.errors import ServingError
-from service.device import DeviceUnavailable, providers  # noqa: F401  (re-exported)
 from service.metrics import INFERENCE_SECONDS
 
 log = logging.getLogger(__name__)
 
-NUMPY_TYPES = modelrepo.NUMPY_DTYPES
-ORT_TYPES = modelrepo.ONNX_DATATYPES
 
-
-class InvalidModel(ServingError):
-    """A version on disk cannot be served: corrupt, or not what its metadata promises."""
-
-    status = 400
+class InvalidModel(Exception):
+    """A version on disk cannot be served: unreadable, corrupt, or not what its metadata promises."""
 
 
 def _specs(args) -> list[TensorSpec]:
     return [
-        TensorSpec(name=a.name, datatype=ORT_TYPES.get(a.type, "BYTES"), shape=[d if isinstance(d, int) else -1 for d in a.shape])
+        TensorSpec(name=a.name, datatype=modelrepo.ONNX_DATATYPES.get(a.type, "BYTES"),
+                   shape=[d if isinstance(d, int) else -1 for d in a.shape])
         for a in args
     ]
 
@@ -55,43 +48,52 @@ class ModelRuntime:
     provider: str
 
     @classmethod
-    def load(cls, repository: Path, name: str, version: int, provider_list: list[str], threads: int, expect: Metadata | None = None,
-             max_batch: int = 1) -> "ModelRuntime":
-        """Verify, open and warm up a version folder. Runs at start-up and on every hot reload."""
+    def load(cls, repository: Path, name: str, version: int, providers: list[str], threads: int,
+             expect: Metadata | None = None, max_batch: int = 1) -> "ModelRuntime":
+        """Verify, open and warm up a version. Runs at start-up, on hot reload and on admin load.
+
+        Whatever goes wrong (a missing file, a folder where a file should be, a corrupt graph,
+        a failing warm-up) comes out as InvalidModel, so one broken folder is one failed version.
+        """
         try:
             metadata = modelrepo.verify(repository, name, version)
+            model = modelrepo.inside(repository, modelrepo.version_dir(repository, name, version) / modelrepo.MODEL_FILE)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(model), options, providers=providers)
+            runtime = cls(name, version, metadata, session, session.get_providers()[0])
+            runtime._check(expect)
+            runtime.warm_up(max_batch)
+        except InvalidModel:
+            raise
         except modelrepo.RepositoryError as exc:
             raise InvalidModel(str(exc)) from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        directory = modelrepo.version_dir(repository, name, version)
-        try:
-            session = ort.InferenceSession(str(directory / modelrepo.MODEL_FILE), options, providers=provider_list)
-        except Exception as exc:  # onnxruntime raises several types for a corrupt file
-            raise InvalidModel(f"{directory}: onnxruntime cannot load model.onnx: {exc}") from None
-        runtime = cls(metadata.name, metadata.version, metadata, session, session.get_providers()[0])
-        runtime._check(expect)
-        runtime.warm_up(max_batch)
+        except Exception as exc:  # onnxruntime raises several types for a corrupt graph; I/O can fail anywhere
+            raise InvalidModel(f"{name}/{version}: {type(exc).__name__}: {exc}") from exc
         return runtime
 
-    @cached_property
+    @property
     def inputs(self) -> list[TensorSpec]:
-        return _specs(self.session.get_inputs())
+        """The declared inputs (with their value ranges), checked against the graph at load."""
+        return self.metadata.inputs
 
-    @cached_property
+    @property
     def outputs(self) -> list[TensorSpec]:
-        return _specs(self.session.get_outputs())
+        return self.metadata.outputs
 
     def _check(self, expect: Metadata | None) -> None:
         # The graph must be what metadata.json says, and a new version must keep the served contract.
-        declared = self.metadata.inputs, self.metadata.outputs
-        if [s.signature() for s in self.inputs + self.outputs] != [s.signature() for s in declared[0] + declared[1]]:
-            raise InvalidModel(f"{self.name}/{self.version}: graph tensors {self.inputs} {self.outputs} differ from metadata {declared}")
+        graph = [s.signature() for s in _specs(self.session.get_inputs()) + _specs(self.session.get_outputs())]
+        declared = [s.signature() for s in self.inputs + self.outputs]
+        if graph != declared:
+            raise InvalidModel(f"{self.name}/{self.version}: graph tensors {graph} differ from metadata {declared}")
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise InvalidModel(f"{self.name}/{self.version}: one input and one output are served, the graph has {len(graph)} tensors")
         if len(self.metadata.labels) != self.outputs[0].shape[-1]:
             raise InvalidModel(f"{self.name}/{self.version}: {len(self.metadata.labels)} labels for {self.outputs[0].shape[-1]} outputs")
-        if expect is not None and ([s.signature() for s in expect.inputs + expect.outputs], expect.labels) != ([s.signature() for s in declared[0] + declared[1]], self.metadata.labels):
+        if expect is not None and ([s.signature() for s in expect.inputs + expect.outputs], expect.labels) != (declared, self.metadata.labels):
             raise InvalidModel(f"{self.name}/{self.version}: tensors or labels differ from the served version {expect.version}")
 
     @property
@@ -106,21 +108,17 @@ class ModelRuntime:
         spec = self.inputs[0]
         sizes = [1 << i for i in range(max(max_batch - 1, 1).bit_length() + 1)] if self.pads_batches else [1]
         for size in sizes:
-            zeros = np.zeros([size if d < 0 else d for d in spec.shape], dtype=NUMPY_TYPES[spec.datatype])
+            zeros = np.zeros([size if d < 0 else d for d in spec.shape], dtype=modelrepo.NUMPY_DTYPES[spec.datatype])
             out = self.session.run(None, {spec.name: zeros})[0]
             if out.shape[-1] != len(self.metadata.labels) or not np.isfinite(out).all():
                 raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
 
-    def run(self, batch: np.ndarray, output_names: list[str] | None = None) -> list[np.ndarray]:
-        """All (or the named) outputs for one batch of inputs."""
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The output (the probabilities) for one batch of inputs."""
         n = len(batch)
         if self.pads_batches:
             batch = pad_to_power_of_two(batch)
         started = time.perf_counter()
-        outputs = self.session.run(output_names, {self.inputs[0].name: batch})
+        out = self.session.run(None, {self.inputs[0].name: batch})[0]
         INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        return [out[:n] for out in outputs]
-
-    def run_first(self, batch: np.ndarray) -> np.ndarray:
-        """The first output (the probabilities) for one batch: what the batcher calls."""
-        return self.run(batch)[0]
+        return out[:n]

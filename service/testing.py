@@ -6,6 +6,7 @@ README starts it. Like `flask.testing`, it ships with the package but is never i
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -65,12 +66,25 @@ class Server:
         except (OSError, urllib.error.URLError):  # not listening yet, workers booting, or 503
             return False
 
+    def booted(self) -> bool:
+        """Every worker the launcher announced has built its app (gunicorn's post_worker_init)."""
+        log = self.output()
+        announced = re.search(r"with (\d+) workers", log)
+        return announced is not None and log.count("Worker ready (pid:") >= int(announced.group(1))
+
+    def replaced(self, victim: int) -> bool:
+        """A worker replaced `victim`, and has booted."""
+        workers = self.workers()
+        new = [pid for pid in workers if pid != victim and f"Worker ready (pid: {pid})" in self.output()]
+        return victim not in workers and len(new) == len(workers) and self.ready()
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every worker has booted and the service answers ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.output()}")
-            if self.ready():
+            if self.booted() and self.ready():
                 return
             time.sleep(0.1)
         raise RuntimeError(f"service not ready in {timeout:g} s:\n{self.output()}")

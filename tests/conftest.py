@@ -1,18 +1,29 @@
-"""Shared fixtures: real data, real ONNX models in tmp_path, the real service on loopback."""
+"""Shared fixtures: real data, real ONNX models in tmp_path, the real service on loopback, and the
+small client helpers several test modules use (as fixtures, so no test module imports another)."""
 from __future__ import annotations
 
+import io
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from service.testing import ROOT, Server, start_server
 from tests.tiny_model import publish_tiny
 
-BUNDLED = ROOT / "models"
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+BUNDLED_REPOSITORY = ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def bundled() -> Path:
+    """The committed model repository (models/); read it, never write it."""
+    assert (BUNDLED_REPOSITORY / "fashion-mnist").is_dir(), f"the bundled model is missing from {BUNDLED_REPOSITORY}"
+    return BUNDLED_REPOSITORY
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +43,10 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def bundled_repo(tmp_path: Path) -> Path:
+def bundled_repo(tmp_path: Path, bundled: Path) -> Path:
     """A private copy of the committed model repository (models/)."""
-    assert (BUNDLED / "fashion-mnist").is_dir(), f"the bundled model is missing from {BUNDLED}"
     repository = tmp_path / "models"
-    shutil.copytree(BUNDLED, repository, ignore=shutil.ignore_patterns(".lock", ".reports"))
+    shutil.copytree(bundled, repository, ignore=shutil.ignore_patterns(".lock", ".reports"))
     return repository
 
 
@@ -49,31 +59,79 @@ def server(tiny_repo: Path, tmp_path: Path):
 
 
 @pytest.fixture(scope="module")
-def bundled_server(tmp_path_factory):
+def bundled_server(tmp_path_factory, bundled: Path):
     """The real service on a copy of the committed models, shared by a module's read-only tests."""
     tmp = tmp_path_factory.mktemp("bundled")
-    shutil.copytree(BUNDLED, tmp / "models", ignore=shutil.ignore_patterns(".lock", ".reports"))
+    shutil.copytree(bundled, tmp / "models", ignore=shutil.ignore_patterns(".lock", ".reports"))
     srv = start_server(tmp / "models", tmp)
     yield srv
     srv.stop()
 
 
-@pytest.fixture
-def live_metrics_text(server: Server) -> str:
-    """A /metrics scrape of a running service after one request of each API."""
-    png = _png(np.zeros((28, 28), dtype=np.uint8))
-    requests.post(f"{server.url}/v1/classify", data=png, headers={"Content-Type": "image/png"}, timeout=10).raise_for_status()
-    return requests.get(f"{server.url}/metrics", timeout=10).text
-
-
 def _png(pixels: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-png_bytes = _png
+@pytest.fixture(scope="session")
+def png() -> Callable[[np.ndarray], bytes]:
+    """uint8 pixels → PNG bytes."""
+    return _png
+
+
+@pytest.fixture(scope="session")
+def classify() -> Callable[[str], tuple[int, str | None]]:
+    """POST one light 28×28 PNG to /v1/classify: (status, the version that answered)."""
+    image = _png(np.full((28, 28), 200, dtype=np.uint8))
+
+    def post(url: str) -> tuple[int, str | None]:
+        response = requests.post(f"{url}/v1/classify", data=image, headers={"Content-Type": "image/png"}, timeout=30)
+        return response.status_code, response.json().get("model_version")
+
+    return post
+
+
+@pytest.fixture(scope="session")
+def wait_for_version(classify) -> Callable[..., None]:
+    """Until every worker serves `version` (10 answers in a row from it)."""
+
+    def wait(url: str, version: str, timeout: float = 20) -> None:
+        deadline, streak = time.monotonic() + timeout, 0
+        while streak < 10:
+            assert time.monotonic() < deadline, f"not all workers moved to version {version}"
+            streak = streak + 1 if classify(url) == (200, version) else 0
+
+    return wait
+
+
+@pytest.fixture(scope="session")
+def metric() -> Callable[[str, str], float]:
+    """The sum of every /metrics sample whose line starts with a prefix."""
+
+    def value(url: str, line_start: str) -> float:
+        lines = [line for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines() if line.startswith(line_start)]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    return value
+
+
+@pytest.fixture
+def live_metrics_text(server: Server, png) -> str:
+    """A /metrics scrape of a running service after one request of each API."""
+    requests.post(f"{server.url}/v1/classify", data=png(np.zeros((28, 28), dtype=np.uint8)),
+                  headers={"Content-Type": "image/png"}, timeout=10).raise_for_status()
+    return requests.get(f"{server.url}/metrics", timeout=10).text
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+    """Poll `check` until it holds: tests wait for conditions, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session", name="eventually")
+def eventually_fixture() -> Callable[..., None]:
+    return eventually

@@ -1,15 +1,38 @@
-"""HTTP routes, one blueprint per API; helpers shared by them."""
+"""HTTP routes, one blueprint per API, and the few helpers they share: HTTP only, no model state."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 
-from service.registry import Registry
+from service.errors import UnsupportedMediaType
+from service.images import Decoder
+from service.models import ModelManager
+from service.protocol import T, parse
 from service.settings import Settings
 
 
-def registry() -> Registry:
-    return current_app.extensions["registry"]
+def models() -> ModelManager:
+    return current_app.extensions["models"]
 
 
 def settings() -> Settings:
     return current_app.extensions["settings"]
+
+
+def decoder() -> Decoder:
+    return current_app.extensions["decoder"]
+
+
+def body() -> bytes:
+    """The request body, never more than MAX_REQUEST_BYTES (413 past it, chunked or not)."""
+    return request.get_data(cache=False)
+
+
+def json_body(model: type[T]) -> T:
+    """An optional JSON body as a typed model; any other content type is refused, never ignored."""
+    raw = body()
+    if not raw.strip():
+        return model()
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"send the body as application/json (curl: -H 'Content-Type: application/json'), "
+                                   f"got {request.mimetype or 'no content type'!r}")
+    return parse(model, raw)

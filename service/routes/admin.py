@@ -5,9 +5,9 @@ import hmac
 
 from flask import Blueprint, jsonify, request
 
-import modelrepo
-from service.errors import BadRequest, Forbidden, ModelNotFound, Unauthorized
-from service.routes import registry, settings
+from service.errors import BadRequest, Forbidden, Unauthorized
+from service.protocol import RepositoryRequest
+from service.routes import json_body, models, settings
 
 bp = Blueprint("admin", __name__, url_prefix="/v2/repository")
 
@@ -21,35 +21,34 @@ def _authorize() -> None:
         raise Unauthorized("missing or wrong bearer token")
 
 
-def _known(name: str) -> None:
-    if not modelrepo.valid_name(name) or name not in modelrepo.list_models(settings().model_repository):
-        raise ModelNotFound(f"unknown model {name!r}")
+def _version(body: RepositoryRequest) -> int | None:
+    version = body.parameters.version if body.parameters else None
+    if version is None:
+        return None
+    text = str(version)
+    if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1):
+        raise BadRequest(f"parameters.version must be a version number, got {version!r}")
+    return int(text)
 
 
 @bp.post("/index")
 @bp.get("/index")
 def index():
-    return jsonify(registry().index())
+    return jsonify(models().index())
 
 
 @bp.post("/models/<name>/load")
 def load(name: str):
     _authorize()
-    _known(name)
-    body = request.get_json(silent=True) or {}
-    version = (body.get("parameters") or {}).get("version")
-    if version is not None and not str(version).isdigit():
-        raise BadRequest(f'parameters.version must be a version number, got {version!r}')
-    registry().load(name, int(version) if version is not None else None)
-    registry().publish_control()
-    served = registry().get(name)
+    version = _version(json_body(RepositoryRequest))
+    served = models().load(name, version)
     return jsonify(name=name, version=str(served.version), state="READY")
 
 
 @bp.post("/models/<name>/unload")
 def unload(name: str):
     _authorize()
-    _known(name)
-    registry().unload(name)
-    registry().publish_control()
+    if _version(json_body(RepositoryRequest)) is not None:
+        raise BadRequest("unload takes no version: it stops serving the model")
+    models().unload(name)
     return jsonify(name=name, state="UNAVAILABLE")

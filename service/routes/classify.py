@@ -5,19 +5,28 @@ import numpy as np
 from flask import Blueprint, jsonify, request
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.images import preprocess, to_png_base64
+from service.images import to_png_base64
 from service.metrics import IMAGES
-from service.routes import registry, settings
+from service.routes import body, decoder, models, settings
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 MAX_TOP_K = 10
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
 
 
 def _top_k() -> int:
     raw = request.args.get("top_k", "3")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
-        raise BadRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {raw!r}")
+    # isascii first: str.isdigit() accepts digits of other scripts that int() then rejects.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 2 and 1 <= int(raw) <= MAX_TOP_K):
+        raise BadRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {raw[:40]!r}")
     return int(raw)
+
+
+def _explain() -> bool:
+    raw = request.args.get("explain", "").lower()
+    if raw not in _TRUE + _FALSE:
+        raise BadRequest(f"explain must be one of 1, true, yes, 0, false, no, got {raw[:40]!r}")
+    return raw in _TRUE
 
 
 def _uploads() -> list[tuple[str | None, bytes]]:
@@ -30,27 +39,27 @@ def _uploads() -> list[tuple[str | None, bytes]]:
             raise PayloadTooLarge(f"{len(files)} images in one request, limit {settings().max_batch_images} (MAX_BATCH_IMAGES)")
         return [(f.filename or None, f.read()) for f in files]
     if request.mimetype.startswith("image/"):
-        return [(None, request.get_data(cache=False))]
-    raise UnsupportedMediaType(f"unsupported content type {request.mimetype or 'none'!r}; send multipart/form-data (field \"image\") or an image/* body")
+        return [(None, body())]
+    raise UnsupportedMediaType(f"unsupported content type {request.mimetype or 'none'!r}; "
+                               'send multipart/form-data (field "image") or an image/* body')
 
 
 @bp.post("/classify", defaults={"name": None})
 @bp.post("/models/<name>/classify")
 def classify(name: str | None):
-    name = name or settings().model_name
-    served = registry().get(name)
-    top_k, explain = _top_k(), request.args.get("explain", "").lower() in ("1", "true", "yes")
-    with served.batcher.expecting():
+    served = models().get(name or settings().model_name)
+    top_k, explain = _top_k(), _explain()
+    with served.expecting():
         uploads = _uploads()
-        tensors = np.stack([preprocess(data) for _, data in uploads])
+        tensors = decoder().decode(uploads)
         probabilities = served.infer(tensors)
-    labels = served.runtime.metadata.labels
     results = []
     for (filename, _), row, tensor in zip(uploads, probabilities, tensors):
         best = np.argsort(-row, kind="stable")[:top_k]
-        result = {"filename": filename, "top_k": [{"label": labels[i], "class_id": int(i), "probability": float(row[i])} for i in best]}
+        result = {"filename": filename,
+                  "top_k": [{"label": served.labels[i], "class_id": int(i), "probability": float(row[i])} for i in best]}
         if explain:
             result["preprocessed_png"] = to_png_base64(tensor)
         results.append(result)
-    IMAGES.labels(name, str(served.version)).inc(len(results))
-    return jsonify(model_name=name, model_version=str(served.version), results=results)
+    IMAGES.labels(served.name, str(served.version)).inc(len(results))
+    return jsonify(model_name=served.name, model_version=str(served.version), results=results)

@@ -1,17 +1,18 @@
 """Open Inference Protocol v2 (KServe / Triton REST): health, metadata, infer."""
 from __future__ import annotations
 
-import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from service.errors import NotReady, UnsupportedMediaType
 from service.metrics import IMAGES
-from service.routes import registry, settings
-from service.tensors import HEADER_LENGTH, encode_outputs, input_tensor, parse_body
+from service.routes import body, models, settings
+from service.tensors import HEADER_LENGTH, encode_response, input_tensor, parse_request, requested_outputs
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 VERSIONED = ("", "/versions/<version>")
 EXTENSIONS = ["model_repository", "classification", "binary_tensor_data"]
+# tritonclient sends binary requests as octet-stream and JSON ones sometimes with no type at all;
+# `curl -d` labels JSON as a form. The body is parsed as JSON whatever the label says.
 BODY_TYPES = {"application/json", "application/octet-stream", "application/x-www-form-urlencoded", ""}
 
 
@@ -22,7 +23,7 @@ def live():
 
 @bp.get("/health/ready")
 def ready():
-    if not registry().ready():
+    if not models().ready():
         raise NotReady(f"model {settings().model_name!r} is not loaded")
     return jsonify(ready=True)
 
@@ -41,42 +42,43 @@ def _routes(suffix: str, **options):
     return decorate
 
 
+def _tensor(spec) -> dict:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}
+
+
 @_routes("", methods=["GET"])
 def model_metadata(name: str, version: str | None = None):
-    served = registry().get(name, version)
-    runtime = served.runtime
+    served = models().get(name, version)
     return jsonify(
         name=name,
-        versions=[str(v) for v in registry().versions(name)],
-        platform=runtime.metadata.platform,
-        inputs=[spec.model_dump(exclude={"range"}) for spec in runtime.inputs],
-        outputs=[spec.model_dump(exclude={"range"}) for spec in runtime.outputs],
-        parameters={"labels": runtime.metadata.labels, "version": str(served.version), "provider": runtime.provider},
+        versions=[str(v) for v in models().versions(name)],
+        platform=served.metadata.platform,
+        inputs=[_tensor(served.input)],
+        outputs=[_tensor(served.output)],
+        parameters={"labels": served.labels, "version": str(served.version), "provider": served.provider},
     )
 
 
 @_routes("/ready", methods=["GET"])
 def model_ready(name: str, version: str | None = None):
-    registry().get(name, version)
+    models().get(name, version)
     return jsonify(name=name, ready=True)
 
 
 @_routes("/infer", methods=["POST"])
 def infer(name: str, version: str | None = None):
-    served = registry().get(name, version)
+    served = models().get(name, version)
     if request.mimetype not in BODY_TYPES:
-        raise UnsupportedMediaType(f"unsupported content type {request.mimetype!r}; send application/json")
-    runtime = served.runtime
-    with served.batcher.expecting():
-        parsed = parse_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
-        batch = input_tensor(parsed, runtime.inputs[0], settings().max_batch_images)
+        raise UnsupportedMediaType(f"unsupported content type {request.mimetype!r}; send application/json "
+                                   "(or application/octet-stream with Inference-Header-Content-Length)")
+    with served.expecting():
+        parsed, blobs = parse_request(body(), request.headers.get(HEADER_LENGTH))
+        batch = input_tensor(parsed, blobs, served.input, settings().max_batch_images)
+        outputs = requested_outputs(parsed, served.output, served.labels)
         probabilities = served.infer(batch)
-    outputs, blob = encode_outputs(parsed, runtime.outputs[0].name, probabilities, runtime.metadata.labels)
-    IMAGES.labels(name, str(served.version)).inc(len(batch))
-    body = {"model_name": name, "model_version": str(served.version), "outputs": outputs}
-    if "id" in parsed.header:
-        body["id"] = parsed.header["id"]
-    head = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not blob:
-        return Response(head, mimetype="application/json")
-    return Response(head + blob, mimetype="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
+    head = {"model_name": name, "model_version": str(served.version)} | ({"id": parsed.id} if parsed.id is not None else {})
+    payload, json_length = encode_response(head, outputs, probabilities, served.labels)
+    IMAGES.labels(served.name, str(served.version)).inc(len(batch))
+    if json_length is None:
+        return Response(payload, mimetype="application/json")
+    return Response(payload, mimetype="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})

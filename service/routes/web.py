@@ -6,27 +6,24 @@ package when it is installed, and the spec as plain text otherwise.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, render_template, send_file, send_from_directory, url_for
 
-import modelrepo
-from modelrepo.schema import Metadata
-from service.errors import ServingError
-from service.routes import registry, settings
+from service.routes import models, settings
 
 bp = Blueprint("web", __name__)
 
 SPEC = Path(__file__).resolve().parents[1] / "openapi.yaml"
-REPORT_DIR = "report"
-_VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
-# Keys of metadata.training left off the model card: per-epoch series, long and better read as a plot.
-_LONG_TRAINING_KEYS = {"history"}
+# Keys of metadata.training left off the model card: per-epoch series (better read as a plot)
+# and the commands, which get a code block of their own.
+_HIDDEN_TRAINING_KEYS = {"history", "commands"}
 _MAX_LIST_ITEMS = 20
-# Pages we write ourselves get a strict policy; Swagger UI's page is left without one.
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'")
+# Swagger UI sets inline styles on its elements; its scripts come from our own origin only.
+_DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 try:  # optional: /docs falls back to the spec as text without it
     from swagger_ui_bundle import swagger_ui_path as _SWAGGER_UI
@@ -34,11 +31,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     _SWAGGER_UI = None
 
 
-def _page(template: str, status: int = 200, csp: bool = True, **context) -> Response:
+def _page(template: str, status: int = 200, csp: str = _CSP, **context) -> Response:
     response = Response(render_template(template, **context), status=status, mimetype="text/html")
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if csp:
-        response.headers["Content-Security-Policy"] = _CSP
+    response.headers["Content-Security-Policy"] = csp
     return response
 
 
@@ -50,26 +46,11 @@ def index():
 # -- model card ---------------------------------------------------------------------------------
 
 
-def _card_metadata(name: str) -> tuple[Metadata | None, int | None, bool, str]:
-    """(metadata, version, served?, problem) for the card: the served version, else the newest on disk."""
-    try:
-        served = registry().get(name)
-        return served.runtime.metadata, served.version, True, ""
-    except ServingError as exc:
-        problem = str(exc)
-    for version in reversed(registry().versions(name)):
-        try:
-            return modelrepo.read_metadata(modelrepo.version_dir(settings().model_repository, name, version)), version, False, problem
-        except modelrepo.RepositoryError:
-            continue
-    return None, None, False, problem
-
-
 def _training_rows(value, depth: int = 0):
-    """metadata.training as nested (key, value-or-rows) pairs, without the long per-epoch history."""
+    """metadata.training as nested (key, value-or-rows) pairs, without the per-epoch history."""
     rows = []
     for key, item in value.items():
-        if depth == 0 and key in _LONG_TRAINING_KEYS:
+        if depth == 0 and key in _HIDDEN_TRAINING_KEYS:
             continue
         if isinstance(item, dict):
             rows.append((key, _training_rows(item, depth + 1)))
@@ -84,40 +65,30 @@ def _training_rows(value, depth: int = 0):
     return rows
 
 
-def _report_images(name: str, version: int) -> dict[str, str]:
-    """URLs of the report images that exist for this version, by file name."""
-    folder = modelrepo.version_dir(settings().model_repository, name, version) / REPORT_DIR
-    wanted = ("confusion_matrix.png", "training_curves.png")
-    return {f: url_for("web.report_file", version=version, filename=f) for f in wanted if (folder / f).is_file()}
-
-
 @bp.get("/model")
 def model_card():
-    name = settings().model_name
-    metadata, version, served, problem = _card_metadata(name)
-    versions = [row for row in registry().index() if row["name"] == name]
-    if metadata is None:
-        return _page("model.html", status=503, name=name, metadata=None, problem=problem, versions=versions)
+    card = models().card(settings().model_name)
+    if card.metadata is None:
+        return _page("model.html", status=503, name=card.name, metadata=None, problem=card.problem, versions=card.versions)
+    metadata, labels = card.metadata, card.metadata.labels
     evaluation = metadata.evaluation
     confusion = evaluation.confusion_matrix if evaluation else []
-    if confusion and (len(confusion) != len(metadata.labels) or any(len(r) != len(metadata.labels) for r in confusion)):
+    if confusion and (len(confusion) != len(labels) or any(len(r) != len(labels) for r in confusion)):
         confusion = []  # a matrix that does not match the labels cannot be labelled: show the image only
+    commands = metadata.training.get("commands")
     return _page(
-        "model.html", name=name, metadata=metadata, version=version, served=served, problem=problem,
+        "model.html", name=card.name, metadata=metadata, version=card.version, served=card.served, problem=card.problem,
         evaluation=evaluation, confusion=confusion, training=_training_rows(metadata.training),
-        images=_report_images(name, version), versions=versions,
+        commands=commands if isinstance(commands, list) and all(isinstance(c, str) for c in commands) else [],
+        images={f: url_for("web.report_file", version=card.version, filename=f) for f in card.images}, versions=card.versions,
     )
 
 
-@bp.get("/model/report/<version>/<path:filename>")
+@bp.get("/model/report/<version>/<filename>")
 def report_file(version: str, filename: str):
     """A file of one version's report/ folder, for the default model only."""
-    name = settings().model_name
-    if not _VERSION.match(version) or int(version) not in registry().versions(name):
-        abort(404, description=f"no version {version!r} of {name!r}")
-    folder = modelrepo.version_dir(settings().model_repository, name, int(version)) / REPORT_DIR
-    # send_from_directory refuses paths that leave the folder, and answers 404 for missing files.
-    return send_from_directory(folder, filename, max_age=3600)
+    path = models().report_file(settings().model_name, version, filename)
+    return send_file(path, max_age=3600)
 
 
 # -- API docs -------------------------------------------------------------------------------------
@@ -132,7 +103,7 @@ def openapi_spec():
 def docs():
     if _SWAGGER_UI is None:
         return _page("docs_plain.html", spec=SPEC.read_text(encoding="utf-8"))
-    return _page("docs.html", csp=False)
+    return _page("docs.html", csp=_DOCS_CSP)
 
 
 @bp.get("/docs/assets/<path:filename>")

@@ -6,7 +6,6 @@ import requests
 import tritonclient.http as triton
 
 import modelrepo
-from tests.conftest import BUNDLED
 
 MODEL = "fashion-mnist"
 
@@ -17,11 +16,11 @@ def client(bundled_server):
 
 
 @pytest.fixture(scope="module")
-def reference(bundled_server, test_split):
+def reference(bundled_server, bundled, test_split):
     """Direct onnxruntime output of the same model file on the first 32 test images."""
     # The service serves a byte-identical copy (it checks the sha256 recorded in metadata.json).
-    version = modelrepo.newest_version(BUNDLED, MODEL)
-    path = modelrepo.version_dir(BUNDLED, MODEL, version) / "model.onnx"
+    version = modelrepo.newest_version(bundled, MODEL)
+    path = modelrepo.version_dir(bundled, MODEL, version) / "model.onnx"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = test_split.images[:32]
     return images, session.run(None, {"images": images})[0], str(version)

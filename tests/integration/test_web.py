@@ -295,7 +295,12 @@ def test_model_card(page, server, served, repository):
         else:
             assert image.count() == 0
     training = page.locator("section[aria-labelledby=training-title] dt").all_inner_texts()
-    assert set(served["training"]) - {"history"} <= set(training) and "history" not in training
+    assert set(served["training"]) - {"history", "commands"} <= set(training) and "history" not in training
+    # The commands that made the version: one copyable line each, not a comma-joined dump.
+    commands = served["training"].get("commands", [])
+    if commands:
+        assert page.locator("pre.commands").inner_text().splitlines() == commands
+        assert "commands" not in training
     versions = page.locator("#versions tbody tr")
     assert versions.count() == len(modelrepo.list_versions(repository, MODEL))
     assert "READY" in versions.first.inner_text()
@@ -336,11 +341,11 @@ def tiny_app(tmp_path):
     publish_tiny(repository)
     app = create_app(Settings.from_env({}, model_repository=repository, reload_poll_seconds=0, intra_op_threads=1))
     yield app
-    app.extensions["registry"].stop()
+    app.extensions["poller"].stop()
 
 
 def test_model_card_without_evaluation_report_or_served_version(tiny_app):
-    client, registry = tiny_app.test_client(), tiny_app.extensions["registry"]
+    client, models = tiny_app.test_client(), tiny_app.extensions["models"]
     page = client.get("/model")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -348,12 +353,12 @@ def test_model_card_without_evaluation_report_or_served_version(tiny_app):
     assert "<img" not in html
     assert client.get("/model/report/1/confusion_matrix.png").status_code == 404
 
-    publish_tiny(Path(registry.settings.model_repository), seed=1, accuracy=None)
-    registry.refresh(MODEL)
+    publish_tiny(tiny_app.extensions["settings"].model_repository, seed=1, accuracy=None)
+    models.refresh(MODEL)
     html = client.get("/model").get_data(as_text=True)
     assert "Not evaluated" in html and ">2 <span" in html
 
-    registry.unload(MODEL)  # not served: the card shows the newest version on disk, and says so
+    models.unload(MODEL)  # not served: the card shows the newest version on disk, and says so
     page = client.get("/model")
     assert page.status_code == 200 and "not being served" in page.get_data(as_text=True)
 

@@ -24,7 +24,7 @@ class Counting:
     def __call__(self, batch):
         with self.lock:
             self.sizes.append(len(batch))
-        return self.runtime.run_first(batch)
+        return self.runtime.run(batch)
 
 
 def _submit_all(batcher, images, threads=16):
@@ -41,7 +41,7 @@ def test_concurrent_requests_are_merged_and_get_their_own_rows(runtime):
     run = Counting(runtime)
     batcher = Batcher(run, "m", max_batch_size=64, max_delay_ms=5)
     results = _submit_all(batcher, images)
-    expected = runtime.run_first(images)
+    expected = runtime.run(images)
     np.testing.assert_allclose(np.concatenate(results), expected, rtol=1e-5, atol=1e-7)
     assert sum(run.sizes) == 256 and max(run.sizes) > 1 and max(run.sizes) <= 64
 
@@ -51,7 +51,7 @@ def test_batching_off_runs_one_request_at_a_time(runtime):
     run = Counting(runtime)
     results = _submit_all(Batcher(run, "m", max_batch_size=1, max_delay_ms=5), images)
     assert run.sizes == [1] * 32
-    np.testing.assert_allclose(np.concatenate(results), runtime.run_first(images), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.concatenate(results), runtime.run(images), rtol=1e-5, atol=1e-7)
 
 
 def test_a_request_as_big_as_a_batch_passes_straight_through(runtime):

@@ -11,7 +11,7 @@ from service.testing import ROOT
 
 def test_defaults():
     s = Settings.from_env({})
-    assert (s.port, s.host, s.model_repository, s.model_name, s.model_version) == (8000, "0.0.0.0", Path("models"), "fashion-mnist", None)
+    assert (s.port, s.host, s.model_repository, s.model_name, s.model_version) == (8000, "0.0.0.0", Path("models").resolve(), "fashion-mnist", None)
     assert (s.device, s.max_request_bytes, s.max_batch_images, s.max_batch_size, s.max_queue_delay_ms) == ("auto", 8 << 20, 256, 64, 2.0)
     assert s.reload_poll_seconds == 10 and s.admin_token == ""
     assert s.session_threads * s.web_concurrency >= 1

@@ -1,0 +1,66 @@
+"""A served version, as the routes see it: what it takes, what it answers, and a way to run it.
+
+Routes never touch the onnxruntime session or the batcher directly: they ask for the input
+spec and labels, wrap their decoding in `expecting()` (so the batcher knows a request is on
+its way), and call `infer`.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import numpy as np
+
+from modelrepo import Metadata, TensorSpec
+from service.batcher import Batcher
+from service.runtime import ModelRuntime
+
+
+class NonFiniteOutput(RuntimeError):
+    """The model answered NaN or Inf for inputs it accepted: our bug (or the model's), never a 200."""
+
+
+@dataclass(frozen=True)
+class Served:
+    runtime: ModelRuntime
+    batcher: Batcher
+    files: tuple = ()  # what the version's files looked like when it was loaded
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    @property
+    def version(self) -> int:
+        return self.runtime.version
+
+    @property
+    def metadata(self) -> Metadata:
+        return self.runtime.metadata
+
+    @property
+    def labels(self) -> list[str]:
+        return self.runtime.metadata.labels
+
+    @property
+    def input(self) -> TensorSpec:
+        return self.runtime.inputs[0]
+
+    @property
+    def output(self) -> TensorSpec:
+        return self.runtime.outputs[0]
+
+    @property
+    def provider(self) -> str:
+        return self.runtime.provider
+
+    def expecting(self) -> AbstractContextManager[None]:
+        """Wrap a request's decoding: the batcher may wait a little for requests on their way."""
+        return self.batcher.expecting()
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """The output rows for images (merged with concurrent requests); always finite."""
+        out = self.batcher.submit(images)
+        if not np.isfinite(out).all():
+            raise NonFiniteOutput(f"{self.name}/{self.version} answered non-finite values for inputs in range")
+        return out

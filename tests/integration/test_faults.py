@@ -1,0 +1,244 @@
+"""Fault injection against the real gunicorn: killed workers, SIGTERM under load, a full or read-only
+disk during a publish, a served file corrupted on disk, broken versions appearing during restarts.
+Each test prints its failures out of its total (see RELIABILITY.md)."""
+import errno
+import http.client
+import multiprocessing
+import os
+import resource
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+
+import modelrepo
+from service.testing import start_server
+from tests.tiny_model import publish_tiny
+
+TOKEN = "fault-token"
+
+
+class Load:
+    """Client threads posting images until stopped; each result is a status or an exception name."""
+
+    def __init__(self, url: str, image: bytes, threads: int = 6):
+        self.url, self.image, self.results, self._stop = url, image, [], threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                response = requests.post(f"{self.url}/v1/classify", data=self.image, headers={"Content-Type": "image/png"}, timeout=30)
+                self.results.append(response.status_code)
+            except requests.ConnectionError as exc:
+                self.results.append(_cause(exc))
+                if self.results[-1] == "refused":
+                    return  # the server has stopped listening: this client is done
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def failures(self) -> list:
+        return [r for r in self.results if r != 200]
+
+
+def _cause(exc: BaseException) -> str:
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+        if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+            return "refused"
+    return type(exc).__name__
+
+
+def _report(name: str, load: Load) -> None:
+    print(f"\n{name}: {len(load.failures())} failures of {len(load.results)} requests {sorted(set(map(str, load.failures())))}")
+
+
+@pytest.fixture
+def image(png) -> bytes:
+    return png(np.full((28, 28), 200, dtype=np.uint8))
+
+
+def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_repo, tmp_path, image, eventually):
+    server = start_server(tiny_repo, tmp_path)
+    try:
+        with Load(server.url, image) as load:
+            eventually(lambda: len(load.results) > 50, what="load")
+            victim = server.workers()[0]
+            os.kill(victim, signal.SIGKILL)
+            eventually(lambda: server.replaced(victim), what="a new worker, booted")
+            after_respawn = len(load.results)
+            eventually(lambda: len(load.results) > after_respawn + 50, what="load after the respawn")
+        _report("SIGKILL a worker under load", load)
+        assert len(load.failures()) <= 6, "more requests failed than the 6 clients could have had in flight"
+        assert all(r == 200 for r in load.results[after_respawn + 6:]), "requests failed after the respawn"
+    finally:
+        server.stop()
+
+
+def test_sigterm_under_load_loses_no_accepted_request(tiny_repo, tmp_path, image):
+    server = start_server(tiny_repo, tmp_path, GRACEFUL_TIMEOUT="10")
+    with Load(server.url, image) as load:
+        while len(load.results) < 50:
+            time.sleep(0.05)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(20)
+        stopped = time.monotonic() - started
+    _report("SIGTERM under load", load)
+    assert code == 0 and stopped < 10, (code, stopped)
+    # After the stop, new connections are refused (never accepted); nothing accepted may be cut off.
+    assert set(load.failures()) <= {"refused"}, load.failures()
+
+
+def test_sigterm_answers_every_connected_client_including_the_backlog(tiny_repo, tmp_path, image):
+    server = start_server(tiny_repo, tmp_path, WEB_CONCURRENCY="1", THREADS="2")
+    worker, listener = server.workers()[0], _listening_inode(server.port)
+    os.kill(worker, signal.SIGSTOP)  # the worker accepts nothing: new clients wait in the kernel's backlog
+    request = (f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(image)}\r\n"
+               f"Connection: close\r\n\r\n").encode() + image
+    clients = []
+    for _ in range(20):
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        client.sendall(request)
+        clients.append(client)
+    server.process.send_signal(signal.SIGTERM)
+    # The master closes its copy of the listener, then at once signals the (stopped) worker,
+    # whose copy keeps the clients queued until it drains them.
+    deadline = time.monotonic() + 10
+    while _holds_socket(server.process.pid, listener):
+        assert time.monotonic() < deadline, "the master never began its graceful stop"
+        time.sleep(0.01)
+    os.kill(worker, signal.SIGCONT)
+    answers = [_status_line(client) for client in clients]
+    assert server.process.wait(30) == 0
+    print(f"\nSIGTERM with 20 clients in the backlog: {answers.count(b'HTTP/1.1 200 OK')} of 20 answered 200")
+    assert answers == [b"HTTP/1.1 200 OK"] * 20, answers
+
+
+def _listening_inode(port: int) -> str:
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _holds_socket(pid: int, inode: str) -> bool:
+    fds = f"/proc/{pid}/fd"
+    return any(os.readlink(os.path.join(fds, fd)) == f"socket:[{inode}]" for fd in os.listdir(fds))
+
+
+def _status_line(client: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := client.recv(65536):
+            data += chunk
+    except OSError as exc:
+        data = repr(exc).encode()
+    client.close()
+    return data.split(b"\r\n", 1)[0]
+
+
+def _publish_on_a_full_disk(repo):
+    # RLIMIT_FSIZE makes writes past 8 kB (the tiny model is 31 kB) fail with EFBIG, as ENOSPC would on a full disk.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024, 8 * 1024))
+    _publish_expecting(repo, (errno.EFBIG, errno.ENOSPC))
+
+
+def _publish_to_a_read_only_repository(repo):
+    # root ignores file modes: publish as nobody, to whom the model folder is read-only.
+    if os.getuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+    _publish_expecting(repo, (errno.EACCES, errno.EROFS, errno.EPERM))
+
+
+def _publish_expecting(repo, codes):
+    try:
+        publish_tiny(repo, seed=2, model=None)
+    except OSError as exc:
+        os._exit(3 if exc.errno in codes else 4)
+    os._exit(5)  # published after all: the fault did not take
+
+
+@pytest.mark.parametrize("fault", [_publish_on_a_full_disk, _publish_to_a_read_only_repository], ids=["full-disk", "read-only"])
+def test_a_publish_that_fails_on_disk_leaves_no_partial_version(tiny_repo, tmp_path, fault, classify, metric, eventually):
+    staging = tmp_path / ".staging-fashion-mnist-2"
+    staging.mkdir(mode=0o777)
+    staging.chmod(0o777)
+    for folder in (tmp_path, tiny_repo):
+        folder.chmod(0o755)  # nobody must reach the repository to be refused by it
+    server = start_server(tiny_repo, tmp_path, RELOAD_POLL_SECONDS="0.3")
+    try:
+        (tiny_repo / "fashion-mnist").chmod(0o555)
+        child = multiprocessing.get_context("fork").Process(target=fault, args=(tiny_repo,))
+        child.start()
+        child.join(60)
+        (tiny_repo / "fashion-mnist").chmod(0o755)
+        assert child.exitcode == 3, f"the publish did not fail as the fault should make it (exit {child.exitcode})"
+        assert modelrepo.list_versions(tiny_repo, "fashion-mnist") == [1]
+        scans = metric(server.url, "serving_repository_scans_total")
+        eventually(lambda: metric(server.url, "serving_repository_scans_total") >= scans + 4, what="scans after the fault")
+        assert metric(server.url, "serving_model_load_failures_total") == 0, "a reader saw a partial version"
+        assert all(classify(server.url) == (200, "1") for _ in range(10))
+        assert publish_tiny(tiny_repo, seed=3) == 2  # the next publish cleans up and goes on
+        assert not [p for p in (tiny_repo / "fashion-mnist").iterdir() if p.name.startswith(".tmp-")]
+    finally:
+        (tiny_repo / "fashion-mnist").chmod(0o755)
+        server.stop()
+
+
+def test_a_served_file_corrupted_on_disk_keeps_serving_from_memory(tiny_repo, tmp_path, classify, metric, eventually):
+    server = start_server(tiny_repo, tmp_path, ADMIN_TOKEN=TOKEN, RELOAD_POLL_SECONDS="0.3")
+    try:
+        model = modelrepo.version_dir(tiny_repo, "fashion-mnist", 1) / "model.onnx"
+        corrupt = model.with_name("corrupt.tmp")
+        corrupt.write_bytes(model.read_bytes()[:100])
+        corrupt.replace(model)
+        # Each worker's next scan notices, logs and counts it once, and goes on serving from memory.
+        noticed = [f"{pid} ERROR service.models: fashion-mnist/1 changed on disk and no longer verifies" for pid in server.workers()]
+        eventually(lambda: all(line in server.output() for line in noticed), what="the corruption noticed by each worker")
+        assert metric(server.url, "serving_model_load_failures_total") == 2
+        assert all(classify(server.url) == (200, "1") for _ in range(10))
+        # The next load of that version is refused, and the one in memory goes on serving.
+        answer = requests.post(f"{server.url}/v2/repository/models/fashion-mnist/load", json={"parameters": {"version": "1"}},
+                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert answer.status_code == 400 and "sha256" in answer.json()["error"]
+        model.unlink()
+        assert all(classify(server.url) == (200, "1") for _ in range(10))
+    finally:
+        server.stop()
+
+
+def test_broken_versions_appearing_while_workers_restart_never_take_the_service_down(tiny_repo, tmp_path, image, eventually):
+    server = start_server(tiny_repo, tmp_path, RELOAD_POLL_SECONDS="0.2")
+    try:
+        with Load(server.url, image, threads=4) as load:
+            for round_ in range(4):
+                victim = server.workers()[0]
+                os.kill(victim, signal.SIGKILL)
+                broken = modelrepo.version_dir(tiny_repo, "fashion-mnist", round_ + 2)
+                broken.mkdir()
+                (broken / "metadata.json").mkdir()  # what used to stop a booting worker, and so the master
+                eventually(lambda: server.replaced(victim), what="a new worker, booted")
+            settled = len(load.results)
+            eventually(lambda: len(load.results) > settled + 40, what="load after the last restart")
+        _report("4 worker kills with broken versions appearing", load)
+        assert server.process.poll() is None, "the master died"
+        assert len(load.failures()) <= 4 * 4, "more failures than requests in flight on the killed workers"
+        assert all(r == 200 for r in load.results[settled + 4:])
+    finally:
+        server.stop()
