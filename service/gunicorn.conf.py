@@ -21,7 +21,11 @@ backlog = 2048
 # and batcher. Threads let one worker hold many concurrent requests that the batcher merges;
 # they mostly wait, so 8-32 is sane.
 workers = _settings.web_concurrency
-worker_class = "service.worker.DrainingThreadWorker"
+worker_class = "service.worker.ServiceWorker"
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
+# connections over them. With one shared socket, the worker that wakes first accepts a burst of
+# connections; kept-alive, they stay with it: wrk's 8 connections often all went to one worker.
+reuse_port = True
 threads = _settings.threads
 # Keep-alive lets load balancers and clients reuse connections (seconds).
 keepalive = 5

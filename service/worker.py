@@ -1,32 +1,291 @@
-"""A gthread worker that, on SIGTERM, also answers the clients still waiting in the listen backlog.
+"""Our gunicorn worker: gthread's thread pool, with an event loop that reads requests whole first.
 
-gunicorn's graceful stop finishes the requests it has accepted, but connections that completed
-their TCP handshake and wait in the kernel's backlog are reset when the listening socket closes.
-This worker accepts everything queued before it stops listening, then closes its copy of the
-socket at once, so the backlog is empty by the time the last worker lets the socket go.
+gunicorn's gthread hands a connection to a request thread as soon as its first byte arrives, and
+the thread then blocks reading the rest: eight clients sending their headers a byte at a time
+kept one worker's eight threads (and /v2/health/live) busy for 150 s. Here the event loop reads
+what each socket holds without blocking, and a request reaches a thread only once its head and
+body are complete (service/framing.py), so threads only ever compute. A request that is not
+complete within REQUEST_READ_TIMEOUT gets 408 and its connection closes; a body over
+MAX_REQUEST_BYTES gets 413 before it is read. Buffered request bytes per worker are bounded:
+past BUFFER_BUDGET, requests go to threads as they are, which read the rest with the same timeout.
+
+On SIGTERM it also answers the clients still waiting in the listen backlog: gunicorn's graceful
+stop finishes accepted requests, but connections queued in the kernel were reset when the
+listening socket closed.
+
+Responses leave in one write (service/responses.py).
 """
 from __future__ import annotations
 
-from gunicorn.workers.gthread import TConn, ThreadWorker
+import errno
+import selectors
+import socket
+import time
+from datetime import datetime
+from functools import partial
+
+from gunicorn import http
+from gunicorn.http import wsgi
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+
+from service.framing import Frame
+from service.responses import CoalescingResponse, canned
+from service.settings import Settings
+
+BUFFER_BUDGET = 64 * 1024 * 1024  # request bytes one worker's event loop may hold at once
+# Closing with unread request bytes makes the kernel reset the connection, and the client may
+# lose our answer; so the write side closes first and the rest is read and dropped, this long.
+LINGER_SECONDS, LINGER_BYTES = 2.0, 16 * 1024 * 1024
+_RECV = 256 * 1024
 
 
-class DrainingThreadWorker(ThreadWorker):
+class ServiceWorker(ThreadWorker):
+    def init_process(self) -> None:
+        settings = Settings.from_env()
+        self.read_timeout = settings.request_read_timeout
+        self.max_body = settings.max_request_bytes
+        self.max_head = self.cfg.limit_request_line + self.cfg.limit_request_field_size * max(self.cfg.limit_request_fields, 1)
+        self.waiting: dict[TConn, float] = {}  # connections the event loop reads → their deadline
+        self.buffered = 0
+        self.too_large = canned("413 Content Too Large", f"request body over {self.max_body:,} bytes (MAX_REQUEST_BYTES)")
+        self.too_slow = canned("408 Request Timeout", f"the request did not arrive within {self.read_timeout:g} s "
+                                                      "(REQUEST_READ_TIMEOUT)")
+        super().init_process()
+
+    # -- the event loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        while self.alive:
+            self.notify()
+            can_accept = self.nr_conns < self.worker_connections
+            if can_accept != self._accepting:
+                self.set_accept_enabled(can_accept)
+            self.wait_for_and_dispatch_events(timeout=1.0)
+            if not self.is_parent_alive():
+                break
+            self._expire(time.monotonic())
+        # Graceful stop: no new connections (the backlog is drained first), requests under way are
+        # finished, idle kept-alive connections are closed after a short linger.
+        self.set_accept_enabled(False)
+        idle_until = time.monotonic() + STOP_KEEPALIVE_LINGER
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() < deadline:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=0.2)
+            self._expire(time.monotonic(), idle_until)
+        for conn in list(self.waiting):
+            self._close(conn)
+        self.tpool.shutdown(wait=False)
+        self.poller.close()
+        self.method_queue.close()
+        for listener in self.sockets:
+            listener.close()
+
+    def accept(self, listener) -> None:
+        self._accept_one(listener)
+
+    def _accept_one(self, listener) -> bool:
+        try:
+            client, address = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return False
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client, address, listener.getsockname())
+        self._read_request(conn, Frame(self.max_head, self.max_body), time.monotonic() + self.read_timeout)
+        return True
+
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
         if not enabled and not self.alive:
-            self._drain_backlog()
+            for listener in self.sockets:
+                listener.setblocking(False)
+                while self._accept_one(listener):
+                    pass
+                # Closing now (not after the requests under way) narrows the window in which a
+                # new connection could still land in a backlog that nobody will accept.
+                listener.close()
 
-    def _drain_backlog(self) -> None:
-        for listener in self.sockets:
-            listener.setblocking(False)
-            while True:
-                try:
-                    client, address = listener.accept()
-                except (BlockingIOError, InterruptedError, OSError):
-                    break
-                self.nr_conns += 1
-                client.setblocking(True)
-                self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
-            # Closing now (not after the in-flight requests) narrows the window in which a new
-            # connection could still land in a backlog that nobody will accept.
-            listener.close()
+    def _read_request(self, conn: TConn, frame: Frame, deadline: float) -> None:
+        """Let the event loop collect the connection's next request."""
+        conn.frame = frame
+        conn.sock.setblocking(False)
+        self.waiting[conn] = deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: TConn, _sock) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._close(conn)
+            return
+        frame: Frame = conn.frame
+        if frame.started is None:  # a kept-alive connection's next request: its own clock starts
+            self.waiting[conn] = time.monotonic() + self.read_timeout
+        self.buffered += len(data)
+        ready = frame.feed(data) or self.buffered > BUFFER_BUDGET
+        if frame.oversized:
+            self._refuse(conn, self.too_large)
+        elif ready:
+            self._dispatch(conn)
+        elif frame.expects_continue and not frame.continued:
+            frame.continued = True  # the client holds its body back until told to send it
+            self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _dispatch(self, conn: TConn) -> None:
+        self._forget(conn)
+        self.enqueue_req(conn)
+
+    def _expire(self, now: float, idle_until: float | None = None) -> None:
+        """408 for requests too slow to arrive; close idle connections past keep-alive (or the stop
+        linger) and lingering ones past their linger."""
+        for conn, deadline in list(self.waiting.items()):
+            frame = conn.frame
+            if frame is None:
+                if now > deadline:
+                    self._close(conn)
+            elif frame.started is not None:
+                if now > deadline:
+                    self._refuse(conn, self.too_slow)
+            elif now > deadline or (idle_until is not None and now > idle_until):
+                self._close(conn)
+
+    def _refuse(self, conn: TConn, response: bytes) -> None:
+        self._send_quietly(conn, response)
+        self._forget(conn)
+        self._linger(conn)
+
+    @staticmethod
+    def _send_quietly(conn: TConn, data: bytes) -> None:
+        try:
+            conn.sock.send(data)  # non-blocking, best effort: the client may be gone or not reading
+        except OSError:
+            pass
+
+    def _linger(self, conn: TConn) -> None:
+        """Close the write side, then read and drop what the client still sends, briefly."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.frame, conn.dropped = None, 0
+        conn.sock.setblocking(False)
+        self.waiting[conn] = time.monotonic() + LINGER_SECONDS
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drop, conn))
+
+    def _drop(self, conn: TConn, _sock) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.dropped += len(data)
+        if not data or conn.dropped > LINGER_BYTES:
+            self._close(conn)
+
+    def _forget(self, conn: TConn) -> None:
+        """Stop reading the connection for a request (it is answered, dispatched or closing)."""
+        if conn in self.waiting:
+            del self.waiting[conn]
+            if conn.frame is not None:
+                self.buffered -= len(conn.frame.data)
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def _close(self, conn: TConn) -> None:
+        self._forget(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    def finish_request(self, conn: TConn, fs) -> None:
+        """Back on the event loop after a request: keep the connection for its next request, or close it."""
+        if fs.cancelled() or fs.exception() is not None:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        if fs.result() is not True:
+            self._linger(conn)
+            return
+        frame = Frame(self.max_head, self.max_body)
+        leftover = conn.parser.unreader.take_buffered()  # a client may pipeline its next request
+        if leftover and frame.feed(leftover) and not frame.oversized:
+            conn.frame = frame
+            self.enqueue_req(conn)
+            return
+        idle = time.monotonic() + (self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOP_KEEPALIVE_LINGER))
+        self._read_request(conn, frame, idle)
+        if frame.data:
+            self.buffered += len(frame.data)
+
+    # -- the request threads ----------------------------------------------------------------------
+    def handle(self, conn: TConn):
+        """Serve one complete request (runs in a pool thread); True keeps the connection."""
+        req = None
+        try:
+            conn.init()
+            # Threads never wait on a client for long: writes (and the rare read past the
+            # buffered request) time out like the event loop's reads.
+            conn.sock.settimeout(self.read_timeout)
+            conn.parser.unreader.unread(conn.frame.take())
+            req = next(conn.parser)
+            if not req:
+                return False
+            if conn.frame.continued:
+                req._expected_100_continue = False  # the event loop already said "100 Continue"
+            # The body is buffered, so draining what the app left unread never waits.
+            return self._keepalive_after(conn, self.handle_request(req, conn))
+        except http.errors.NoMoreData as exc:
+            self.log.debug("Ignored premature client disconnection. %s", exc)
+        except StopIteration as exc:
+            self.log.debug("Closing connection. %s", exc)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
+                self.log.exception("Socket error processing request.")
+        except Exception as exc:
+            self.handle_error(req, conn.sock, conn.client, exc)
+        return False
+
+    def handle_request(self, req, conn: TConn) -> bool:
+        environ, resp = {}, None
+        try:
+            self.cfg.pre_request(self, req)
+            started = datetime.now()
+            resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg, response_class=CoalescingResponse)
+            environ["wsgi.multithread"] = True
+            self.nr += 1
+            if self.nr >= self.max_requests and self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                for item in respiter:
+                    resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - started)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent and not resp._head:
+                # Part of the response is out: a 500 now would corrupt it.
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
