@@ -32,6 +32,7 @@ class Server:
     process: subprocess.Popen
     url: str
     log: Path
+    logs_boots: bool = True  # "Worker ready" lines are logged at info level
 
     @property
     def port(self) -> int:
@@ -69,6 +70,8 @@ class Server:
     def booted(self) -> bool:
         """Every worker the launcher announced has built its app (gunicorn's post_worker_init)."""
         log = self.output()
+        if not self.logs_boots:
+            return True
         announced = re.search(r"with (\d+) workers", log)
         return announced is not None and log.count("Worker ready (pid:") >= int(announced.group(1))
 
@@ -106,7 +109,7 @@ def start_server(repository: Path | str, tmp: Path, wait_ready: bool = True, cwd
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=cwd, env=environ,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    server = Server(process, f"http://127.0.0.1:{port}", log, logs_boots=environ["LOG_LEVEL"].lower() in ("debug", "info"))
     try:
         if wait_ready:
             server.wait_ready()
