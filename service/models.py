@@ -5,39 +5,25 @@ Operators load and unload through it, and it tells the other workers itself, thr
 decisions file (modelrepo.Decisions): a decision is tried here first and recorded only if it
 works, so a failed one changes nothing anywhere. The poller calls `apply_decisions` and `scan`.
 
-A version that fails to be listed, read, verified, opened or warmed up, whatever the exception,
-is failed: logged once, counted, and retried only when its files change. The version served
-before keeps serving, and a broken version of one model never stops the others.
+Each model's own state and its moves live in service/slots.py; a broken version of one model
+never stops the others.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import modelrepo
 from modelrepo import Decision, Metadata
 from service import metrics
-from service.batcher import Batcher
 from service.errors import LoadFailed, ModelNotFound, NotReady
-from service.runtime import InvalidModel, ModelRuntime
 from service.served import Served
 from service.settings import Settings
+from service.slots import Loading, Slot
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Slot:
-    """One model's state in this worker."""
-
-    name: str
-    decision: Decision
-    current: Served | None = None
-    failed: dict[int, tuple] = field(default_factory=dict)  # version → its files' signature when it failed
-    last_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,9 +43,10 @@ class ModelManager:
     def __init__(self, settings: Settings, providers: list[str]):
         self._settings = settings
         self._repository = settings.model_repository
-        self._providers = providers
+        self._loading = Loading(settings.model_repository, providers, settings.session_threads, settings.max_batch_size,
+                                settings.max_queue_delay_ms, warm_up_batch=max(settings.max_batch_size, settings.max_batch_images))
         # Replaced, never mutated, so request threads read a consistent dict without the lock.
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, Slot] = {}
         self._lock = threading.RLock()
         self._decisions = modelrepo.Decisions(settings.control_dir)
         self._decisions_seen: int | None = None
@@ -143,13 +130,7 @@ class ModelManager:
     def refresh(self, name: str) -> None:
         """Serve the pinned or newest loadable version of `name`, if that is not served already."""
         with self._lock:
-            slot = self._slot(name)
-            if slot.decision.unloaded:
-                self._drop(slot)
-                return
-            choice = self._choose(slot, slot.decision.pinned)
-            if isinstance(choice, tuple):
-                self._swap(slot, *choice)
+            self._slot(name).follow()
 
     def load(self, name: str, version: int | None) -> Served:
         """Serve `version` (a pin) or, with None, follow the newest; every worker follows."""
@@ -158,14 +139,14 @@ class ModelManager:
             if version is not None and version not in self.versions(name):
                 raise ModelNotFound(f"no version {version} of {name!r}; on disk: {self.versions(name)}")
             slot = self._slot(name)
-            choice = self._choose(slot, version, retry=True)  # an explicit request retries failed versions
+            choice = slot.choose(version, retry=True)  # an explicit request retries failed versions
             if choice is None:
                 raise LoadFailed(f"cannot load {name}/{version or 'newest'}: {slot.last_error or 'no valid version'}")
             decision = Decision(pinned=version)
             self._decisions.decide(name, decision)  # recorded only once it is known to work
             slot.decision = decision
             if isinstance(choice, tuple):
-                self._swap(slot, *choice)
+                slot.swap(*choice)
             return slot.current
 
     def unload(self, name: str) -> None:
@@ -176,7 +157,7 @@ class ModelManager:
             self._decisions.decide(name, decision)
             slot = self._slot(name)
             slot.decision = decision
-            self._drop(slot)
+            slot.drop()
 
     def apply_decisions(self) -> None:
         """Follow the decisions other workers recorded since the last call."""
@@ -196,83 +177,14 @@ class ModelManager:
         if name not in self._slots and name not in modelrepo.list_models(self._repository):
             raise ModelNotFound(f"unknown model {name!r}")
 
-    def _slot(self, name: str) -> _Slot:
+    def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)
         if slot is None:
             pinned = self._settings.model_version if name == self._settings.model_name else None
-            slot = _Slot(name, Decision(pinned=pinned))
+            slot = Slot(name, Decision(pinned=pinned), self._loading)
             metrics.declare_model(name)
             self._slots = {**self._slots, name: slot}
         return slot
-
-    def _choose(self, slot: _Slot, pinned: int | None, retry: bool = False) -> Served | tuple[ModelRuntime, tuple] | None:
-        """The best candidate: the served version if it comes first, a newly opened one (with its
-        files' signature), or None when nothing loads. `retry`: an operator asked, so versions that
-        failed before are tried again, and a served version whose files broke is refused."""
-        try:
-            versions = list(modelrepo.candidates(self._repository, slot.name, pinned))
-        except modelrepo.RepositoryError as exc:
-            if str(exc) != slot.last_error:  # logged once, not on every poll
-                log.error("not refreshing %s: %s", slot.name, exc)
-            slot.last_error = str(exc)
-            return None
-        for version in versions:
-            signature = _signature(modelrepo.version_dir(self._repository, slot.name, version))
-            if slot.current is not None and slot.current.version == version:
-                return slot.current if self._intact(slot, signature) or not retry else None
-            if not retry and slot.failed.get(version) == signature:
-                continue
-            try:
-                runtime = ModelRuntime.load(self._repository, slot.name, version, self._providers, self._settings.session_threads,
-                                            expect=slot.current.metadata if slot.current else None,
-                                            max_batch=max(self._settings.max_batch_size, self._settings.max_batch_images))
-            except Exception as exc:
-                self._fail(slot, version, signature, exc)
-                continue
-            return runtime, signature
-        return None
-
-    def _intact(self, slot: _Slot, signature: tuple) -> bool:
-        """Whether the served version's files still verify. It keeps serving from memory either
-        way; a change that breaks them is logged and counted once, like any failed version."""
-        served = slot.current
-        if signature == served.files:
-            return True
-        try:
-            modelrepo.verify(self._repository, slot.name, served.version)
-        except modelrepo.RepositoryError as exc:
-            slot.last_error = f"version {served.version} (served from memory) no longer verifies on disk: {exc}"
-            if slot.failed.get(served.version) != signature:
-                slot.failed[served.version] = signature
-                metrics.LOAD_FAILURES.labels(slot.name).inc()
-                log.error("%s/%s changed on disk and no longer verifies (%s); still serving it from memory",
-                          slot.name, served.version, exc)
-            return False
-        slot.current = replace(served, files=signature)  # touched, still intact
-        return True
-
-    def _fail(self, slot: _Slot, version: int, signature: tuple, exc: Exception) -> None:
-        slot.failed[version] = signature
-        metrics.LOAD_FAILURES.labels(slot.name).inc()
-        slot.last_error = f"version {version}: {exc}"
-        # InvalidModel says what is wrong with the files; anything else is a bug worth a traceback.
-        log.error("not serving %s/%s: %s", slot.name, version, exc, exc_info=None if isinstance(exc, InvalidModel) else exc)
-
-    def _swap(self, slot: _Slot, runtime: ModelRuntime, files: tuple) -> None:
-        s = self._settings
-        batcher = Batcher(runtime.run, slot.name, s.max_batch_size, s.max_queue_delay_ms)
-        old, slot.current = slot.current, Served(runtime, batcher, files)
-        metrics.MODEL_INFO.labels(slot.name, str(runtime.version), runtime.provider).set(1)
-        metrics.IMAGES.labels(slot.name, str(runtime.version))
-        # Requests holding the old version finish on it; its session goes when they let go.
-        if old is not None and old.version != runtime.version:
-            metrics.MODEL_INFO.labels(slot.name, str(old.version), old.provider).set(0)
-        log.info("serving %s/%s on %s (pid %d)", slot.name, runtime.version, runtime.provider, os.getpid())
-
-    def _drop(self, slot: _Slot) -> None:
-        if slot.current is not None:
-            metrics.MODEL_INFO.labels(slot.name, str(slot.current.version), slot.current.provider).set(0)
-            slot.current = None
 
     def _newest_readable(self, name: str) -> tuple[Metadata | None, int | None]:
         for version in reversed(self.versions(name)):
@@ -289,11 +201,3 @@ class ModelManager:
             return False
         return True
 
-
-def _signature(directory: Path) -> tuple:
-    """What a version's files look like now; a failed version is retried when this changes."""
-    try:
-        with os.scandir(directory) as entries:
-            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size, e.inode()) for e in entries))
-    except OSError as exc:
-        return ("unreadable", exc.errno)

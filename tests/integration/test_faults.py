@@ -195,7 +195,7 @@ def test_a_served_file_corrupted_on_disk_keeps_serving_from_memory(tiny_repo, tm
         corrupt.write_bytes(model.read_bytes()[:100])
         corrupt.replace(model)
         # Each worker's next scan notices, logs and counts it once, and goes on serving from memory.
-        noticed = [f"{pid} ERROR service.models: fashion-mnist/1 changed on disk and no longer verifies" for pid in server.workers()]
+        noticed = [f"{pid} ERROR service.slots: fashion-mnist/1 changed on disk and no longer verifies" for pid in server.workers()]
         eventually(lambda: all(line in server.output() for line in noticed), what="the corruption noticed by each worker")
         assert metric(server.url, "serving_model_load_failures_total") == 2
         assert all(classify(server.url) == (200, "1") for _ in range(10))
