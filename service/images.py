@@ -30,6 +30,12 @@ WORK = SIZE * 3
 SMALL_PIXELS = 1_000_000
 # Pixels per strip when reducing: Pillow's reduce() copies RGBA/LA whole (premultiplied) first.
 STRIP_PIXELS = 1_000_000
+# The formats we document; anything else (EPS, which Pillow hands to Ghostscript, PSD, PDF…) is
+# refused. JPEG includes the multi-picture JPEGs of phones (Pillow's MPO), opened as JPEG.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+# Pillow decodes every WebP through libwebp's animation decoder, which keeps several full
+# canvases: about four times an RGBA image's memory. Its pixels count that much more.
+PIXEL_WEIGHT = {"WEBP": 4}
 # Our own limits replace Pillow's bomb check: they see the size after JPEG draft scaling.
 Image.MAX_IMAGE_PIXELS = None
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -48,7 +54,7 @@ class Decoder:
     def decode(self, uploads: list[tuple[str | None, bytes]]) -> np.ndarray:
         """(filename, bytes) pairs → float32 [N, 28, 28, 1] in [0, 1]; 4xx errors name the image."""
         opened = [self._open(i, name, data) for i, (name, data) in enumerate(uploads)]
-        total = sum(image.width * image.height for image in opened)
+        total = sum(_cost(image) for image in opened)
         if total > self.request_pixels:
             raise PayloadTooLarge(f"{total:,} pixels in one request, limit {self.request_pixels:,} (MAX_REQUEST_PIXELS)")
         return np.stack([self._tensor(i, name, image) for i, ((name, _), image) in enumerate(zip(uploads, opened))])
@@ -58,18 +64,20 @@ class Decoder:
         if not data:
             raise BadRequest(f"{_which(index, name)}: empty image")
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
             image.draft("L" if image.mode in ("RGB", "L") else image.mode, (WORK, WORK))  # JPEG only; others ignore it
         except Exception as exc:  # Pillow raises many types for unreadable headers
-            raise BadRequest(f"{_which(index, name)}: not an image format Pillow can decode ({type(exc).__name__})") from None
-        if image.width * image.height > self.image_pixels:
-            raise PayloadTooLarge(f"{_which(index, name)}: image too large: {image.width}×{image.height} pixels, "
+            raise BadRequest(f"{_which(index, name)}: not an image format Pillow can decode ({type(exc).__name__}); "
+                             f"send {', '.join(FORMATS)}") from None
+        if _cost(image) > self.image_pixels:
+            weight = f" (a {image.format} pixel counts {PIXEL_WEIGHT[image.format]}×)" if image.format in PIXEL_WEIGHT else ""
+            raise PayloadTooLarge(f"{_which(index, name)}: image too large: {image.width}×{image.height} pixels{weight}, "
                                   f"limit {self.image_pixels:,} (MAX_IMAGE_PIXELS)")
         return image
 
     def _tensor(self, index: int, name: str | None, image: Image.Image) -> np.ndarray:
         try:
-            with self._slot(image.width * image.height):
+            with self._slot(_cost(image)):
                 image.load()  # GIF, WebP, TIFF…: the first frame or page only
                 orientation = _orientation(image)  # after load: a PNG's eXIf chunk may follow its pixels
                 small = _shrink(image)
@@ -91,6 +99,11 @@ class Decoder:
             yield
 
 
+def _cost(image: Image.Image) -> int:
+    """What decoding the image costs against the pixel budgets: its pixels, weighted by format."""
+    return image.width * image.height * PIXEL_WEIGHT.get(image.format or "", 1)
+
+
 def _which(index: int, name: str | None) -> str:
     return f"image {index + 1}" + (f" ({name[:80]})" if name else "")
 
@@ -103,24 +116,34 @@ def _orientation(image: Image.Image) -> Image.Transpose | None:
 
 
 def _shrink(image: Image.Image) -> Image.Image:
-    """A box-reduced copy whose longer side is at least WORK, in a mode `reduce` supports."""
-    if image.mode == "1":
-        image = image.convert("L")
-    elif image.mode == "P":
-        image = image.convert("LA" if "transparency" in image.info else "L")
-    elif image.mode.startswith("I;16"):
-        # Pillow's own I;16 → L conversion clips at 255; scale the 16 bits down instead.
-        image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), mode="L")
+    """A box-reduced copy whose longer side is at least WORK, made strip by strip.
+
+    Pillow's reduce() first copies an RGBA or LA image whole (premultiplied), and modes it
+    cannot reduce need a converted copy; strips of whole blocks reduce exactly as the whole
+    image does, so no full-size copy is ever made.
+    """
     factor = max(1, max(image.size) // WORK)
-    if factor == 1:
-        return image
-    # Strips of whole blocks reduce exactly as the whole image does, copying a strip at a time.
     rows = factor * max(1, STRIP_PIXELS // (image.width * factor))
-    strips = [image.crop((0, top, image.width, min(image.height, top + rows))).reduce(factor) for top in range(0, image.height, rows)]
+    strips = []
+    for top in range(0, image.height, rows):
+        strip = _reducible(image.crop((0, top, image.width, min(image.height, top + rows))))
+        strips.append(strip.reduce(factor) if factor > 1 else strip)
     small = Image.new(strips[0].mode, (strips[0].width, sum(s.height for s in strips)))
     for i, strip in enumerate(strips):
         small.paste(strip, (0, i * (rows // factor)))
     return small
+
+
+def _reducible(image: Image.Image) -> Image.Image:
+    """The image in a mode Pillow's reduce() supports."""
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode == "P":
+        return image.convert("LA" if "transparency" in image.info else "L")
+    if image.mode.startswith("I;16"):
+        # Pillow's own I;16 → L conversion clips at 255; scale the 16 bits down instead.
+        return Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), mode="L")
+    return image
 
 
 def _gray_on_white(image: Image.Image) -> Image.Image:

@@ -2,7 +2,6 @@
 disk during a publish, a served file corrupted on disk, broken versions appearing during restarts.
 Each test prints its failures out of its total (see RELIABILITY.md)."""
 import errno
-import http.client
 import multiprocessing
 import os
 import resource

@@ -3,7 +3,6 @@ import shutil
 import threading
 
 import onnx
-import pytest
 import requests
 
 import modelrepo

@@ -5,7 +5,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-import modelrepo
 from service.batcher import Batcher
 from service.runtime import ModelRuntime
 
