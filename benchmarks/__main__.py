@@ -1,25 +1,32 @@
-"""python -m benchmarks [--repository models] [--duration 5] [--concurrency 1,8,32] [--out benchmarks/results.md] [--quick] [--memory]"""
+"""python -m benchmarks [--repository models] [--duration 5] [--concurrency 1,8,32] [--load-generator wrk|hey]
+[--naive-workers N] [--out benchmarks/results.md] [--quick] [--memory]"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import load, memory, payloads, raw, report
+from benchmarks import generators, load, memory, payloads, raw, report, servers
 
 MODELS = {"fp32": "fashion-mnist", "int8": "fashion-mnist-int8"}
 RAW_BATCHES = (1, 64)
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Raw onnxruntime vs. the service under hey load.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description="Raw onnxruntime vs. the naive Flask baseline vs. the service, under load.")
     parser.add_argument("--repository", type=Path, default=Path("models"), help="model repository (default: models)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default: 5)")
-    parser.add_argument("--concurrency", default="1,8,32", help="hey concurrencies, comma-separated (default: 1,8,32)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement; wrk rounds to whole seconds (default: 5)")
+    parser.add_argument("--concurrency", default="1,8,32", help="connections, comma-separated (default: 1,8,32)")
+    parser.add_argument("--load-generator", choices=tuple(generators.RUNNERS), default="wrk",
+                        help="wrk (one thread, cheaper per request) or hey (default: wrk)")
+    parser.add_argument("--naive-workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="gunicorn sync workers of the naive baseline (default: the number of cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.md"), help="results file (default: benchmarks/results.md)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime device (default: cpu)")
-    parser.add_argument("--memory", action="store_true", help="also measure worker RSS over two rounds of requests")
+    parser.add_argument("--memory", action="store_true", help="also measure worker RSS over two rounds of requests (needs hey)")
     parser.add_argument("--memory-requests", type=int, default=memory.REQUESTS, help="requests per memory round (default: 10000)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, concurrency 1 and 8, no memory")
     args = parser.parse_args(argv)
@@ -29,11 +36,34 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def describe(args: argparse.Namespace, workers: int | None) -> list[str]:
+    """The notes above the table: what each row ran and how the ratios are taken."""
+    generator = {"wrk": f"wrk -t1 -c<concurrency> -d{max(1, round(args.duration))}s (`benchmarks/wrk.lua` posts the body; "
+                        f"a run in which fewer than {load.MIN_PER_CONNECTION} requests per connection completed is redone "
+                        f"longer, up to {load.MAX_STRETCH}×)",
+                 "hey": f"hey -z {args.duration:g}s -c <concurrency>"}[args.load_generator]
+    return [f"device: {args.device}; raw: intra-op threads = all cores, {args.duration:g} s per run after warm-up",
+            f"service: `python -m service`, {workers} gunicorn workers, batching on = MAX_BATCH_SIZE "
+            f"{os.environ.get('MAX_BATCH_SIZE') or 64}, off = 1",
+            f"naive: `benchmarks/naive_app.py`, gunicorn -w {args.naive_workers} -k sync, one onnxruntime session per worker "
+            "(1 intra-op thread), Flask JSON; body {\"instances\": [...]} with the same pixels as the v2 JSON",
+            f"load: {generator} per row, after a 1 s warm-up per scenario and with the server idle; "
+            "on the same machine, so the load generator's CPU use competes with the server",
+            "vs raw = img/s ÷ raw fp32 img/s (batch 64 for 64-image rows, else the best batch size); "
+            "vs naive = img/s ÷ the naive app's img/s at the same concurrency and images per request "
+            "(64-image rows: its 64-image JSON)",
+            "errors = non-2xx responses + socket errors (connect, read, write, timeout); CPU s per worker = what each "
+            "worker process used during the row (keep-alive connections stay with one worker, so load can be uneven)"]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
-    load.require_hey()
+    load_at_start = os.getloadavg()[0]
+    generators.require(args.load_generator)
+    if args.memory:
+        generators.require("hey")  # memory rounds are a request count (hey -n); wrk only knows durations
     images = payloads.test_images()
-    bodies = payloads.payloads(images)
+    fp32_model = raw.newest_model(args.repository, MODELS["fp32"])
 
     raw_results = []
     for model, name in MODELS.items():
@@ -43,32 +73,22 @@ def main(argv: list[str] | None = None) -> None:
             print(f"raw {model} batch {batch}: {result.images_per_second:.0f} img/s", file=sys.stderr, flush=True)
 
     load_results, memory_result, workers = [], None, None
+    measure = dict(concurrencies=args.concurrency, duration=args.duration, generator=args.load_generator)
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp_name:
         tmp = Path(tmp_name)
+        with servers.naive(fp32_model.resolve(), tmp, args.naive_workers, args.device) as server:
+            load_results += load.measure_server(server, "naive", None, payloads.naive_payloads(images), tmp=tmp, **measure)
         for batching in (True, False):
-            server = load.serve(args.repository.resolve(), tmp, batching, args.device)
-            try:
-                workers = len(memory.workers(server.process.pid))
-                for payload in bodies:
-                    load.check(server.url, payload)
-                    for concurrency in args.concurrency:
-                        load_results.append(result := load.measure_load(server.url, payload, batching, concurrency, args.duration, tmp))
-                        print(f"service {payload.scenario} batching {'on' if batching else 'off'} c={concurrency}: "
-                              f"{result.images_per_second:.0f} img/s, {result.errors} errors", file=sys.stderr, flush=True)
-            finally:
-                server.stop()
+            with servers.service(args.repository.resolve(), tmp, batching, args.device) as server:
+                workers = len(server.workers())
+                load_results += load.measure_server(server, "service", batching, payloads.payloads(images), tmp=tmp, **measure)
         if args.memory:
-            server = load.serve(args.repository.resolve(), tmp, batching=True, device=args.device)
-            try:
-                memory_result = memory.measure_memory(server.url, server.process.pid, bodies[0], tmp, args.memory_requests)
-            finally:
-                server.stop()
+            with servers.service(args.repository.resolve(), tmp, batching=True, device=args.device) as server:
+                png = payloads.payloads(images)[0]
+                memory_result = memory.measure_memory(server.url, server.process.pid, png, tmp, args.memory_requests)
 
-    notes = [f"device: {args.device}; raw: intra-op threads = all cores, {args.duration:g} s per run after warm-up",
-             f"service: `python -m service`, {workers} gunicorn workers, batching on = MAX_BATCH_SIZE 64, off = 1; "
-             f"hey -z {args.duration:g}s per row, on the same machine (hey's CPU use competes with the service)",
-             "ratio = img/s ÷ best raw fp32 img/s (batch 1 or 64); errors = non-200 responses + hey errors"]
-    text = report.document(raw_results, load_results, memory_result, notes)
+    notes = describe(args, workers)
+    text = report.document(raw_results, load_results, memory_result, notes, load_at_start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(report.table(raw_results, load_results))

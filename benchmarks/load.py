@@ -1,33 +1,38 @@
-"""Drive the real service with hey and turn hey's summary into numbers."""
+"""Measure one running server: each scenario at each concurrency, through a load generator."""
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from benchmarks.payloads import Payload, write
-from service.settings import Settings
-from service.testing import Server, start_server
+from benchmarks.generators import RUNNERS, Summary
+from benchmarks.payloads import Payload
+from benchmarks.servers import cpu_seconds, settle
+from service.testing import Server
 
-HEY = "hey"
+WARM_UP_SECONDS = 1.0
+# wrk counts only the requests completed before its deadline. When few complete per connection
+# (64 images at concurrency 32 take seconds each), the run is redone longer, up to MAX_STRETCH ×
+# the duration, so that the requests lost at the deadline cost at most ~1/MIN_PER_CONNECTION.
+MIN_PER_CONNECTION = 10
+MAX_STRETCH = 6
 
 
 @dataclass(frozen=True)
 class LoadResult:
+    kind: str  # "service" or "naive"
     scenario: str
-    batching: bool
+    batching: bool | None  # None: the naive app, which has no batching
     concurrency: int
     images_per_request: int
     seconds: float
-    ok: int  # 200 responses
-    errors: int  # other statuses + transport errors reported by hey
+    ok: int  # 2xx responses
+    errors: int  # other statuses + transport errors reported by the load generator
     p50_ms: float | None
     p99_ms: float | None
+    worker_cpu: tuple[float, ...] = ()  # CPU seconds each worker used during the run
 
     @property
     def requests_per_second(self) -> float:
@@ -38,63 +43,51 @@ class LoadResult:
         return self.requests_per_second * self.images_per_request
 
 
-@dataclass(frozen=True)
-class HeySummary:
-    seconds: float
-    statuses: dict[int, int]
-    errors: int
-    latency_ms: dict[int, float]  # percentile → ms
-
-
-def require_hey() -> None:
-    if shutil.which(HEY) is None:
-        raise SystemExit("error: the hey load generator is missing; install it with: apt-get install -y hey")
-
-
-def serve(repository: Path, tmp: Path, batching: bool, device: str = "cpu") -> Server:
-    """The real service (`python -m service`, gunicorn and all), ready to answer."""
-    env = {
-        # Batching on: the service default (64), or $MAX_BATCH_SIZE (a GPU wants bigger merged batches).
-        "MAX_BATCH_SIZE": (os.environ.get("MAX_BATCH_SIZE") or "64") if batching else "1", "LOG_LEVEL": "warning", "DEVICE": device,
-        # tests.server pins 2 workers for tests; a benchmark wants the service's own default.
-        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY") or str(Settings().web_concurrency),
-    }
-    return start_server(repository, tmp, **env)
-
-
 def check(url: str, payload: Payload) -> None:
-    """One request first: a wrong body should fail loudly here, not as thousands of 4xx in hey."""
+    """One request first: a wrong body should fail loudly here, not as thousands of 4xx under load."""
     response = requests.post(url + payload.path, data=payload.body, timeout=30,
                              headers={"Content-Type": payload.content_type} | payload.headers)
     if response.status_code != 200:
         raise RuntimeError(f"{payload.scenario}: HTTP {response.status_code}: {response.text[:500]}")
 
 
-def hey(url: str, payload: Payload, tmp: Path, *limits: str, timeout: float) -> HeySummary:
-    """Run hey with the given limits (-z … or -n …) and -c; parse its text summary."""
-    command = [HEY, *limits, "-m", "POST", "-T", payload.content_type, "-D", str(write(payload, tmp))]
-    for name, value in payload.headers.items():
-        command += ["-H", f"{name}: {value}"]
-    result = subprocess.run(command + [url + payload.path], capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"hey failed ({result.returncode}): {result.stderr or result.stdout}")
-    return parse_hey(result.stdout)
+def measure_server(server: Server, kind: str, batching: bool | None, bodies: list[Payload], concurrencies: list[int],
+                   duration: float, tmp: Path, generator: str = "wrk") -> list[LoadResult]:
+    """Every body at every concurrency, each run bounded in time, the server idle before each."""
+    run, results = RUNNERS[generator], []
+    for payload in bodies:
+        check(server.url, payload)
+        # Warm-up, discarded: every worker loads its session (the naive app does so on its first
+        # request) and sizes its buffers for this body before anything is timed.
+        run(server.url, payload, tmp, max(4, 2 * len(server.workers())), WARM_UP_SECONDS)
+        for concurrency in concurrencies:
+            summary, cpu = _long_enough(server, generator, payload, tmp, concurrency, duration)
+            results.append(result := LoadResult(kind, payload.scenario, batching, concurrency, payload.images, summary.seconds,
+                                                summary.ok, summary.errors, summary.p50_ms, summary.p99_ms, cpu))
+            label = "" if batching is None else f" batching {'on' if batching else 'off'}"
+            print(f"{kind} {payload.scenario}{label} c={concurrency}: {result.images_per_second:.0f} img/s, "
+                  f"{result.errors} errors, CPU s per worker {'/'.join(f'{c:.1f}' for c in cpu)}", file=sys.stderr, flush=True)
+    return results
 
 
-def parse_hey(text: str) -> HeySummary:
-    total = re.search(r"Total:\s+([\d.]+) secs", text)
-    statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
-    # Error lines look like "[12]\tPost ...: connection refused" in the Error distribution section.
-    errors_section = text.split("Error distribution:", 1)[1] if "Error distribution:" in text else ""
-    errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]", errors_section, re.MULTILINE))
-    latency = {int(p): float(s) * 1000 for p, s in re.findall(r"(\d+)%+ in ([\d.]+) secs", text)}
-    return HeySummary(float(total.group(1)) if total else 0.0, statuses, errors, latency)
+def _long_enough(server: Server, generator: str, payload: Payload, tmp: Path, concurrency: int,
+                 duration: float) -> tuple[Summary, tuple[float, ...]]:
+    """One bounded run, redone longer while wrk completed too few requests per connection.
 
-
-def measure_load(url: str, payload: Payload, batching: bool, concurrency: int, duration: float, tmp: Path) -> LoadResult:
-    """hey for a bounded time (-z) at one concurrency; in-flight requests finish after it."""
-    summary = hey(url, payload, tmp, "-z", f"{duration:g}s", "-c", str(concurrency), timeout=duration + 60)
-    ok = summary.statuses.get(200, 0)
-    errors = sum(summary.statuses.values()) - ok + summary.errors
-    return LoadResult(payload.scenario, batching, concurrency, payload.images, summary.seconds, ok, errors,
-                      summary.latency_ms.get(50), summary.latency_ms.get(99))
+    Also the CPU seconds each worker used in the run kept: keep-alive connections stay with the
+    worker that accepted them, so the load can land on fewer workers than there are.
+    """
+    run, limit, wanted = RUNNERS[generator], duration * MAX_STRETCH, MIN_PER_CONNECTION * concurrency
+    while True:
+        settle(server)
+        pids = server.workers()
+        before = [cpu_seconds([pid]) for pid in pids]
+        summary = run(server.url, payload, tmp, concurrency, duration)
+        cpu = tuple(cpu_seconds([pid]) - b for pid, b in zip(pids, before))
+        if generator != "wrk" or summary.ok >= wanted or summary.errors:
+            return summary, cpu
+        if duration >= limit:
+            print(f"warning: {payload.scenario} c={concurrency}: only {summary.ok} requests completed in {duration:g} s; "
+                  f"img/s may read low by up to {concurrency / max(summary.ok, 1):.0%}", file=sys.stderr, flush=True)
+            return summary, cpu
+        duration = min(limit, duration * max(2.0, 1.2 * wanted / max(summary.ok, 1)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.load import hey
+from benchmarks.generators import hey
 from benchmarks.payloads import Payload
 
 REQUESTS = 10_000

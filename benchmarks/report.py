@@ -1,4 +1,4 @@
-"""One markdown table for raw and service runs, and the results file around it."""
+"""One markdown table for raw, naive-baseline and service runs, and the results file around it."""
 from __future__ import annotations
 
 import datetime
@@ -6,6 +6,7 @@ import os
 import platform
 import shlex
 import sys
+from pathlib import Path
 
 import onnxruntime as ort
 
@@ -13,7 +14,9 @@ from benchmarks.load import LoadResult
 from benchmarks.memory import MemoryResult
 from benchmarks.raw import RawResult
 
-HEADER = ["kind", "scenario", "batching", "concurrency", "img/request", "img/s", "req/s", "p50 ms", "p99 ms", "errors", "ratio"]
+HEADER = ["kind", "scenario", "batching", "concurrency", "img/request", "img/s", "req/s", "p50 ms", "p99 ms", "errors",
+          "vs raw", "vs naive", "CPU s per worker"]
+CPU_FLAGS = {"avx2": ("avx2",), "avx512_vnni": ("avx512_vnni",), "amx": ("amx_tile", "amx_int8", "amx_bf16")}
 
 
 def _ms(value: float | None) -> str:
@@ -21,18 +24,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.3g}" if reference else "-"
+
+
+def raw_reference(raw: list[RawResult], images: int) -> float | None:
+    """The raw fp32 img/s a row is held to: batch 64 for 64-image requests, else the best batch size."""
+    fp32 = {r.batch: r.images_per_second for r in raw if r.model == "fp32"}
+    best = max(fp32.values(), default=None)
+    return fp32.get(images, best) if images > 1 else best
+
+
 def table(raw: list[RawResult], load: list[LoadResult]) -> str:
-    # The ceiling: the faster fp32 batch size. ratio < 1 is what HTTP, parsing and batching cost.
-    best = max((r.images_per_second for r in raw if r.model == "fp32"), default=0.0)
-
-    def ratio(images_per_second: float) -> str:
-        return f"{images_per_second / best:.3g}" if best else "-"
-
+    # vs raw < 1 is what HTTP, parsing and batching cost; vs naive < 1 means the plain Flask app wins.
+    naive = {(n.images_per_request, n.concurrency): n.images_per_second for n in load if n.kind == "naive"}
     rows = [["raw", f"{r.model} batch {r.batch}", "-", "1", str(r.batch), f"{r.images_per_second:.0f}",
-             f"{r.runs / r.seconds:.1f}", _ms(r.p50_ms), _ms(r.p99_ms), "0", ratio(r.images_per_second)] for r in raw]
-    rows += [["service", s.scenario, "on" if s.batching else "off", str(s.concurrency), str(s.images_per_request),
-              f"{s.images_per_second:.0f}", f"{s.requests_per_second:.1f}", _ms(s.p50_ms), _ms(s.p99_ms),
-              str(s.errors), ratio(s.images_per_second)] for s in load]
+             f"{r.runs / r.seconds:.1f}", _ms(r.p50_ms), _ms(r.p99_ms), "0",
+             _ratio(r.images_per_second, raw_reference(raw, r.batch)), "-", "-"] for r in raw]
+    rows += [[s.kind, s.scenario, "-" if s.batching is None else "on" if s.batching else "off", str(s.concurrency),
+              str(s.images_per_request), f"{s.images_per_second:.0f}", f"{s.requests_per_second:.1f}", _ms(s.p50_ms),
+              _ms(s.p99_ms), str(s.errors), _ratio(s.images_per_second, raw_reference(raw, s.images_per_request)),
+              _ratio(s.images_per_second, naive.get((s.images_per_request, s.concurrency))),
+              "/".join(f"{c:.1f}" for c in s.worker_cpu) or "-"]
+             for s in sorted(load, key=lambda s: s.kind != "naive")]  # the baseline first, then the service
     lines = [HEADER, ["---"] * len(HEADER), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
@@ -49,16 +63,27 @@ def memory_table(result: MemoryResult) -> str:
     return intro + "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    return (f"- machine: {len(os.sched_getaffinity(0))} cores (nproc), {model}\n"
+def cpu() -> str:
+    """The CPU model and the instruction sets that decide onnxruntime's kernels (fp32 and int8)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), platform.processor())
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    has = ", ".join(f"{name} {'yes' if flags & set(names) else 'no'}" for name, names in CPU_FLAGS.items())
+    return f"{model}, {len(os.sched_getaffinity(0))} cores (nproc); {has}"
+
+
+def machine(load_at_start: float) -> str:
+    return (f"- cpu: {cpu()}\n"
+            f"- load average (1 min) at the start / end: {load_at_start:.2f} / {os.getloadavg()[0]:.2f}; "
+            f"other work on the machine lowers every row\n"
             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n"
             f"- command: `{shlex.join([os.path.basename(sys.executable), '-m', 'benchmarks', *sys.argv[1:]])}`\n"
             f"- onnxruntime {ort.__version__}, Python {platform.python_version()}")
 
 
-def document(raw: list[RawResult], load: list[LoadResult], memory: MemoryResult | None, notes: list[str]) -> str:
-    parts = ["# Benchmark results", machine() + "".join(f"\n- {note}" for note in notes), table(raw, load)]
+def document(raw: list[RawResult], load: list[LoadResult], memory: MemoryResult | None, notes: list[str],
+             load_at_start: float) -> str:
+    parts = ["# Benchmark results", machine(load_at_start) + "".join(f"\n- {note}" for note in notes), table(raw, load)]
     if memory:
         parts += ["## Memory", memory_table(memory)]
     return "\n\n".join(parts) + "\n"
