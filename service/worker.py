@@ -28,6 +28,7 @@ from gunicorn import http
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
+from service import metrics
 from service.framing import Frame
 from service.responses import CoalescingResponse, canned
 from service.settings import Settings
@@ -47,9 +48,9 @@ class ServiceWorker(ThreadWorker):
         self.max_head = self.cfg.limit_request_line + self.cfg.limit_request_field_size * max(self.cfg.limit_request_fields, 1)
         self.waiting: dict[TConn, float] = {}  # connections the event loop reads → their deadline
         self.buffered = 0
-        self.too_large = canned("413 Content Too Large", f"request body over {self.max_body:,} bytes (MAX_REQUEST_BYTES)")
-        self.too_slow = canned("408 Request Timeout", f"the request did not arrive within {self.read_timeout:g} s "
-                                                      "(REQUEST_READ_TIMEOUT)")
+        self.too_large = "413", canned("413 Content Too Large", f"request body over {self.max_body:,} bytes (MAX_REQUEST_BYTES)")
+        self.too_slow = "408", canned("408 Request Timeout", f"the request did not arrive within {self.read_timeout:g} s "
+                                                             "(REQUEST_READ_TIMEOUT)")
         super().init_process()
 
     # -- the event loop ---------------------------------------------------------------------------
@@ -155,7 +156,10 @@ class ServiceWorker(ThreadWorker):
             elif now > deadline or (idle_until is not None and now > idle_until):
                 self._close(conn)
 
-    def _refuse(self, conn: TConn, response: bytes) -> None:
+    def _refuse(self, conn: TConn, refusal: tuple[str, bytes]) -> None:
+        status, response = refusal
+        # Counted like any answer; these never reach Flask, nor name a model.
+        metrics.REQUESTS.labels("other", metrics.UNKNOWN, status).inc()
         self._send_quietly(conn, response)
         self._forget(conn)
         self._linger(conn)

@@ -80,6 +80,8 @@ def test_slow_sockets_neither_stall_the_service_nor_outlive_the_read_timeout(one
             s.close()
     assert {a.split(b"\r\n", 1)[0] for a in answers} == {b"HTTP/1.1 408 Request Timeout"}
     assert all(b'"error":' in a and b"REQUEST_READ_TIMEOUT" in a for a in answers)
+    metrics = requests.get(f"{one_worker.url}/metrics", timeout=10).text
+    assert f'serving_requests_total{{api="other",model="unknown",status="408"}} {SLOW_SOCKETS}.0' in metrics
 
 
 def test_a_client_that_waits_for_100_continue_is_told_to_send(one_worker, png):
