@@ -39,6 +39,10 @@ QUEUE_SECONDS = Histogram(
     "serving_queue_duration_seconds", "Time an image waited for its batch to start", ["model"], buckets=LATENCY_BUCKETS
 )
 BATCH_SIZE = Histogram("serving_inference_batch_size", "Images per onnxruntime run", ["model"], buckets=BATCH_BUCKETS)
+BATCH_WAIT = Gauge(
+    "serving_batch_wait_seconds", "Longest a batch waits for requests still decoding (0: it merges only what is queued)",
+    ["model"], multiprocess_mode="livemax",
+)
 IMAGES = Counter("serving_images", "Images classified", ["model", "version"])
 IN_PROGRESS = Gauge("serving_requests_in_progress", "Requests being handled", multiprocess_mode="livesum")
 MODEL_INFO = Gauge(

@@ -113,6 +113,30 @@ class ModelRuntime:
             if out.shape[-1] != len(self.metadata.labels) or not np.isfinite(out).all():
                 raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
 
+    def merge_wait(self, max_wait_s: float, probe: int = 8, gain_needed: float = 2.0) -> float:
+        """How long a batch may wait for more requests: only where merging pays.
+
+        Times one image and `probe` images (best of three each): if a merged run is at least
+        `gain_needed` times cheaper per image (a GPU), a batch may wait, for at most one single-
+        image run; otherwise (a CPU, where per-image cost barely falls) it never waits.
+        """
+        spec = self.inputs[0]
+
+        def best(size: int) -> float:
+            zeros = np.zeros([size if d < 0 else d for d in spec.shape], dtype=modelrepo.NUMPY_DTYPES[spec.datatype])
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                self.session.run(None, {spec.name: zeros})
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        single, merged = best(1), best(probe)
+        gain = single / (merged / probe)
+        log.info("%s/%s: one image %.2f ms, %d images %.2f ms (%.1f× cheaper each merged)", self.name, self.version,
+                 single * 1000, probe, merged * 1000, gain)
+        return min(max_wait_s, single) if gain >= gain_needed else 0.0
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output (the probabilities) for one batch of inputs."""
         n = len(batch)

@@ -37,7 +37,8 @@ class Loading:
                                  expect=expect.metadata if expect else None, max_batch=self.warm_up_batch)
 
     def serve(self, runtime: ModelRuntime, files: tuple) -> Served:
-        return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, self.max_queue_delay_ms), files)
+        wait = runtime.merge_wait(self.max_queue_delay_ms / 1000, probe=min(8, self.max_batch_size)) if self.max_batch_size > 1 else 0.0
+        return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, wait), files)
 
 
 @dataclass

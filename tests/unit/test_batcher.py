@@ -1,10 +1,12 @@
 """Dynamic batching on a real onnxruntime session: merged, identical, isolated."""
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+import modelrepo
 from service.batcher import Batcher
 from service.runtime import ModelRuntime
 
@@ -38,7 +40,7 @@ def _submit_all(batcher, images, threads=16):
 def test_concurrent_requests_are_merged_and_get_their_own_rows(runtime):
     images = np.random.default_rng(0).random((256, 28, 28, 1), dtype=np.float32)
     run = Counting(runtime)
-    batcher = Batcher(run, "m", max_batch_size=64, max_delay_ms=5)
+    batcher = Batcher(run, "m", max_batch_size=64, wait_s=0.005)
     results = _submit_all(batcher, images)
     expected = runtime.run(images)
     np.testing.assert_allclose(np.concatenate(results), expected, rtol=1e-5, atol=1e-7)
@@ -48,19 +50,19 @@ def test_concurrent_requests_are_merged_and_get_their_own_rows(runtime):
 def test_batching_off_runs_one_request_at_a_time(runtime):
     images = np.random.default_rng(1).random((32, 28, 28, 1), dtype=np.float32)
     run = Counting(runtime)
-    results = _submit_all(Batcher(run, "m", max_batch_size=1, max_delay_ms=5), images)
+    results = _submit_all(Batcher(run, "m", max_batch_size=1, wait_s=0.005), images)
     assert run.sizes == [1] * 32
     np.testing.assert_allclose(np.concatenate(results), runtime.run(images), rtol=1e-5, atol=1e-7)
 
 
 def test_a_request_as_big_as_a_batch_passes_straight_through(runtime):
     run = Counting(runtime)
-    out = Batcher(run, "m", max_batch_size=8, max_delay_ms=5).submit(np.zeros((20, 28, 28, 1), np.float32))
+    out = Batcher(run, "m", max_batch_size=8, wait_s=0.005).submit(np.zeros((20, 28, 28, 1), np.float32))
     assert out.shape == (20, 10) and run.sizes == [20]
 
 
 def test_one_bad_request_does_not_fail_the_others_in_its_batch(runtime):
-    batcher = Batcher(Counting(runtime), "m", max_batch_size=64, max_delay_ms=20)
+    batcher = Batcher(Counting(runtime), "m", max_batch_size=64, wait_s=0.02)
     good = np.zeros((1, 28, 28, 1), np.float32)
     bad = np.zeros((1, 27, 28, 1), np.float32)  # cannot even be concatenated with the others
     barrier = threading.Barrier(9)
@@ -79,7 +81,7 @@ def test_one_bad_request_does_not_fail_the_others_in_its_batch(runtime):
 
 def test_a_lone_request_runs_at_once(runtime):
     run = Counting(runtime)
-    batcher = Batcher(run, "m", max_batch_size=64, max_delay_ms=500)
+    batcher = Batcher(run, "m", max_batch_size=64, wait_s=0.5)
     started = __import__("time").perf_counter()
     with batcher.expecting():
         batcher.submit(np.zeros((1, 28, 28, 1), np.float32))
@@ -93,3 +95,41 @@ def test_gpu_batches_are_padded_to_a_power_of_two(n, padded):
     batch = np.ones((n, 28, 28, 1), np.float32)
     out = pad_to_power_of_two(batch)
     assert out.shape == (padded, 28, 28, 1) and out[:n].all() and not out[n:].any()
+
+
+def _lead_while_another_decodes(batcher: Batcher) -> float:
+    """Seconds a lone submit takes while another request of the worker is still decoding."""
+    decoding, release = threading.Event(), threading.Event()
+
+    def slow_request():
+        with batcher.expecting():
+            decoding.set()
+            release.wait(5)
+
+    other = threading.Thread(target=slow_request)
+    other.start()
+    decoding.wait(5)
+    try:
+        with batcher.expecting():
+            started = time.perf_counter()
+            batcher.submit(np.zeros((1, 28, 28, 1), np.float32))
+            return time.perf_counter() - started
+    finally:
+        release.set()
+        other.join()
+
+
+def test_a_leader_waits_for_requests_on_their_way_only_when_allowed(runtime):
+    # Allowed to wait 0.3 s: it waits for the request still decoding (which never comes here).
+    assert _lead_while_another_decodes(Batcher(runtime.run, "m", max_batch_size=64, wait_s=0.3)) >= 0.25
+    # Not allowed (what the CPU gets): it runs at once.
+    assert _lead_while_another_decodes(Batcher(runtime.run, "m", max_batch_size=64, wait_s=0.0)) < 0.1
+
+
+def test_waiting_is_allowed_only_where_merged_runs_are_much_cheaper_per_image(runtime, bundled):
+    # The tiny model's runs are all overhead: eight images cost about what one does.
+    assert 0 < runtime.merge_wait(0.002) <= 0.002
+    # The course CNN on a CPU: eight images cost nearly eight times one, so no batch waits.
+    cnn = ModelRuntime.load(bundled, "fashion-mnist", modelrepo.newest_version(bundled, "fashion-mnist"),
+                            ["CPUExecutionProvider"], threads=1)
+    assert cnn.merge_wait(0.002) == 0.0
