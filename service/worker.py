@@ -226,10 +226,12 @@ class ServiceWorker(ThreadWorker):
             conn.frame = frame
             self.enqueue_req(conn)
             return
-        idle = time.monotonic() + (self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOP_KEEPALIVE_LINGER))
-        self._read_request(conn, frame, idle)
-        if frame.data:
+        if frame.started is not None:  # part of the next request came with this one: its clock runs
+            deadline = frame.started + self.read_timeout
             self.buffered += len(frame.data)
+        else:
+            deadline = time.monotonic() + (self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOP_KEEPALIVE_LINGER))
+        self._read_request(conn, frame, deadline)
 
     # -- the request threads ----------------------------------------------------------------------
     def handle(self, conn: TConn):
