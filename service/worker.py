@@ -222,9 +222,12 @@ class ServiceWorker(ThreadWorker):
             return
         frame = Frame(self.max_head, self.max_body)
         leftover = conn.parser.unreader.take_buffered()  # a client may pipeline its next request
-        if leftover and frame.feed(leftover) and not frame.oversized:
+        if leftover and frame.feed(leftover):
             conn.frame = frame
-            self.enqueue_req(conn)
+            if frame.oversized:
+                self._refuse(conn, self.too_large)
+            else:
+                self.enqueue_req(conn)
             return
         if frame.started is not None:  # part of the next request came with this one: its clock runs
             deadline = frame.started + self.read_timeout
