@@ -120,6 +120,8 @@ CASES = [
     ("unknown-model-v1", "/v1/models/no-such-model/classify", _image(GOOD_IMAGE), 404, "unknown model"),
     ("path-traversal", "/v2/models/..%2F..%2Fetc%2Fpasswd/infer", _v2(), 404, ""),
     ("encoded-double-slash", "/v2/models/a%2F%2Fb/infer", _v2(), 404, ""),
+    ("encoded-trailing-slash", "/v2/models/fashion-mnist%2F/infer", _v2(), 404, "not found"),  # was an HTML 308
+    ("encoded-slash-as-name", "/v2/models/%2F/infer", _v2(), 404, "not found"),
     ("unknown-version", "/v2/models/fashion-mnist/versions/99/infer", _v2(), 404, "version"),
     ("body-too-large", INFER, {"data": b"0" * (2 * 1024 * 1024 + 1)}, 413, ""),
     ("chunked-body-too-large", "/v1/classify", _chunked(9 * 1024 * 1024), 413, ""),
@@ -140,6 +142,7 @@ METHOD_CASES = [
     ("GET", INFER, 405, "POST"),
     ("DELETE", "/v2/health/live", 405, "GET"),
     ("GET", "/no/such/path", 404, None),
+    ("GET", "/v2/models/a%2F/ready", 404, None),  # was an HTML redirect
 ]
 
 
