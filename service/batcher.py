@@ -46,10 +46,10 @@ class _Pending:
 class Batcher:
     """Merges concurrent `submit` calls for one model version into shared runs."""
 
-    def __init__(self, run: RunFn, model: str, max_batch_size: int, wait_s: float = 0.0):
+    def __init__(self, run: RunFn, model: str, max_batch_size: int, wait_s: float = 0.0, merge: bool = True):
         self._run = run
         self._model = model
-        self._max = max_batch_size
+        self._max = max_batch_size if merge else 1
         self._delay = wait_s if max_batch_size > 1 else 0.0  # 0: merge only what is queued
         BATCH_WAIT.labels(model).set(self._delay)
         self._cond = threading.Condition()

@@ -21,6 +21,7 @@ class Frame:
         self.started: float | None = None  # when its first byte arrived
         self.expects_continue = False  # the client waits for "100 Continue" before its body
         self.continued = False  # and the event loop has told it to go on
+        self.done = False  # what the last feed() said
         self.oversized = False  # its body is over the limit: answered 413 before the body is read
         self._head_end: int | None = None
         self._end: int | None = None  # known once the length is (Content-Length) or found (chunked)
@@ -30,6 +31,10 @@ class Frame:
 
     def feed(self, data: bytes) -> bool:
         """Add received bytes; True once the request is complete, or must be handed over as it is."""
+        self.done = self._feed(data)
+        return self.done
+
+    def _feed(self, data: bytes) -> bool:
         if self.started is None:
             self.started = time.monotonic()
         self.data += data

@@ -7,9 +7,12 @@ import sys
 
 from prometheus_client import multiprocess
 
+from service import cores
 from service.settings import Settings
 
 _settings = Settings.from_env()
+# Runs under way in the whole server, in memory the workers inherit (service/cores.py).
+cores.share()
 
 # -- Binding ---------------------------------------------------------------------------------------
 bind = f"{_settings.host}:{_settings.port}"
@@ -25,6 +28,8 @@ worker_class = "service.worker.ServiceWorker"
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
 # connections over them. With one shared socket, the worker that wakes first accepts a burst of
 # connections; kept-alive, they stay with it: wrk's 8 connections often all went to one worker.
+# The price: connections queued on a worker that is killed outright are reset with it (a
+# SIGTERM'd worker drains its queue first).
 reuse_port = True
 threads = _settings.threads
 # Keep-alive lets load balancers and clients reuse connections (seconds).

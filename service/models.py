@@ -43,7 +43,8 @@ class ModelManager:
     def __init__(self, settings: Settings, providers: list[str]):
         self._settings = settings
         self._repository = settings.model_repository
-        self._loading = Loading(settings.model_repository, providers, settings.session_threads, settings.max_batch_size,
+        self._loading = Loading(settings.model_repository, providers, settings.session_threads, settings.wide_threads,
+                                settings.max_batch_size,
                                 settings.max_queue_delay_ms, warm_up_batch=max(settings.max_batch_size, settings.max_batch_images))
         # Replaced, never mutated, so request threads read a consistent dict without the lock.
         self._slots: dict[str, Slot] = {}

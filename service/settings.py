@@ -85,5 +85,10 @@ class Settings(BaseSettings):
         """onnxruntime intra-op threads, so that workers × threads ≈ cores."""
         return self.intra_op_threads or max(1, _cores() // self.web_concurrency)
 
+    @property
+    def wide_threads(self) -> int:
+        """Threads of the session a run uses when it is alone in the server (0: none; INTRA_OP_THREADS fixes it)."""
+        return 0 if self.intra_op_threads else _cores()
+
 
 ENV_VARS: tuple[str, ...] = tuple(name.upper() for name in Settings.model_fields) + ("PROMETHEUS_MULTIPROC_DIR",)

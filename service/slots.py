@@ -28,17 +28,19 @@ class Loading:
     repository: Path
     providers: list[str]
     threads: int
+    wide_threads: int
     max_batch_size: int
     max_queue_delay_ms: float
     warm_up_batch: int
 
     def open(self, name: str, version: int, expect: Served | None) -> ModelRuntime:
         return ModelRuntime.load(self.repository, name, version, self.providers, self.threads,
-                                 expect=expect.metadata if expect else None, max_batch=self.warm_up_batch)
+                                 expect=expect.metadata if expect else None, max_batch=self.warm_up_batch,
+                                 wide_threads=self.wide_threads)
 
     def serve(self, runtime: ModelRuntime, files: tuple) -> Served:
-        wait = runtime.merge_wait(self.max_queue_delay_ms / 1000, probe=min(8, self.max_batch_size)) if self.max_batch_size > 1 else 0.0
-        return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, wait), files)
+        merge, wait = runtime.batching(self.max_queue_delay_ms / 1000, probe=min(8, self.max_batch_size)) if self.max_batch_size > 1 else (False, 0.0)
+        return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, wait, merge=merge), files)
 
 
 @dataclass

@@ -18,8 +18,10 @@ Responses leave in one write (service/responses.py).
 from __future__ import annotations
 
 import errno
+import select
 import selectors
 import socket
+import threading
 import time
 from datetime import datetime
 from functools import partial
@@ -34,6 +36,14 @@ from service.responses import CoalescingResponse, canned
 from service.settings import Settings
 
 BUFFER_BUDGET = 64 * 1024 * 1024  # request bytes one worker's event loop may hold at once
+# Heartbeat, parent check and deadlines, at most this often: gthread does them on every event,
+# and its heartbeat (a utime() on a file in /tmp) was a fifth of a worker's time at concurrency 1.
+HOUSEKEEPING_SECONDS = 0.5
+# After answering a kept-alive connection, a thread with nothing else queued waits this long for
+# the client's next request and serves it itself: a closed-loop client sends it within a fraction
+# of a millisecond, and the round trip through the event loop (two thread hand-offs and a pipe
+# write per request) was a fifth of a busy worker's time. A slower client costs the thread no more.
+LINGER_FOR_NEXT_SECONDS = 0.002
 # Closing with unread request bytes makes the kernel reset the connection, and the client may
 # lose our answer; so the write side closes first and the rest is read and dropped, this long.
 LINGER_SECONDS, LINGER_BYTES = 2.0, 16 * 1024 * 1024
@@ -48,6 +58,8 @@ class ServiceWorker(ThreadWorker):
         self.max_head = self.cfg.limit_request_line + self.cfg.limit_request_field_size * max(self.cfg.limit_request_fields, 1)
         self.waiting: dict[TConn, float] = {}  # connections the event loop reads → their deadline
         self.buffered = 0
+        self.queued = 0  # requests dispatched to the pool and not yet picked up by a thread
+        self.queued_lock = threading.Lock()
         self.too_large = "413", canned("413 Content Too Large", f"request body over {self.max_body:,} bytes (MAX_REQUEST_BYTES)")
         self.too_slow = "408", canned("408 Request Timeout", f"the request did not arrive within {self.read_timeout:g} s "
                                                              "(REQUEST_READ_TIMEOUT)")
@@ -56,15 +68,18 @@ class ServiceWorker(ThreadWorker):
     # -- the event loop ---------------------------------------------------------------------------
     def run(self) -> None:
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        next_housekeeping = 0.0
         while self.alive:
-            self.notify()
             can_accept = self.nr_conns < self.worker_connections
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
-            self.wait_for_and_dispatch_events(timeout=1.0)
-            if not self.is_parent_alive():
-                break
-            self._expire(time.monotonic())
+            self.wait_for_and_dispatch_events(timeout=HOUSEKEEPING_SECONDS)
+            if (now := time.monotonic()) >= next_housekeeping:
+                next_housekeeping = now + HOUSEKEEPING_SECONDS
+                self.notify()
+                if not self.is_parent_alive():
+                    break
+                self._expire(now)
         # Graceful stop: no new connections (the backlog is drained first), requests under way are
         # finished, idle kept-alive connections are closed after a short linger.
         self.set_accept_enabled(False)
@@ -141,6 +156,11 @@ class ServiceWorker(ThreadWorker):
     def _dispatch(self, conn: TConn) -> None:
         self._forget(conn)
         self.enqueue_req(conn)
+
+    def enqueue_req(self, conn: TConn) -> None:
+        with self.queued_lock:
+            self.queued += 1
+        super().enqueue_req(conn)
 
     def _expire(self, now: float, idle_until: float | None = None) -> None:
         """408 for requests too slow to arrive; close idle connections past keep-alive (or the stop
@@ -220,25 +240,41 @@ class ServiceWorker(ThreadWorker):
         if fs.result() is not True:
             self._linger(conn)
             return
-        frame = Frame(self.max_head, self.max_body)
+        frame = getattr(conn, "next_frame", None) or Frame(self.max_head, self.max_body)
+        conn.next_frame = None
         leftover = conn.parser.unreader.take_buffered()  # a client may pipeline its next request
-        if leftover and frame.feed(leftover):
+        if leftover:
+            frame.feed(leftover)
+        if frame.done:
             conn.frame = frame
             if frame.oversized:
                 self._refuse(conn, self.too_large)
             else:
                 self.enqueue_req(conn)
             return
-        if frame.started is not None:  # part of the next request came with this one: its clock runs
+        if frame.started is not None:  # part of the next request is in: its clock runs
             deadline = frame.started + self.read_timeout
             self.buffered += len(frame.data)
         else:
             deadline = time.monotonic() + (self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOP_KEEPALIVE_LINGER))
         self._read_request(conn, frame, deadline)
+        if frame.expects_continue and not frame.continued:
+            frame.continued = True
+            self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # -- the request threads ----------------------------------------------------------------------
     def handle(self, conn: TConn):
-        """Serve one complete request (runs in a pool thread); True keeps the connection."""
+        """Serve the connection's complete request, and its next ones while they come at once
+        (runs in a pool thread); True keeps the connection."""
+        with self.queued_lock:
+            self.queued -= 1
+        while True:
+            keep = self._serve(conn)
+            if not keep or not self.alive or self.queued or not self._next_request(conn):
+                return keep
+
+    def _serve(self, conn: TConn) -> bool:
+        """Serve one complete request; True keeps the connection."""
         req = None
         try:
             conn.init()
@@ -251,8 +287,9 @@ class ServiceWorker(ThreadWorker):
                 return False
             if conn.frame.continued:
                 req._expected_100_continue = False  # the event loop already said "100 Continue"
+            keep = self.handle_request(req, conn)
             # The body is buffered, so draining what the app left unread never waits.
-            return self._keepalive_after(conn, self.handle_request(req, conn))
+            return keep and conn.parser.finish_body(max_bytes=self.max_body)
         except http.errors.NoMoreData as exc:
             self.log.debug("Ignored premature client disconnection. %s", exc)
         except StopIteration as exc:
@@ -262,6 +299,32 @@ class ServiceWorker(ThreadWorker):
                 self.log.exception("Socket error processing request.")
         except Exception as exc:
             self.handle_error(req, conn.sock, conn.client, exc)
+        return False
+
+    def _next_request(self, conn: TConn) -> bool:
+        """Wait LINGER_FOR_NEXT_SECONDS for the client's next request: True when it arrived whole
+        (it becomes conn.frame); otherwise what came is left for the event loop (conn.next_frame)."""
+        frame = Frame(self.max_head, self.max_body)
+        leftover = conn.parser.unreader.take_buffered()
+        if leftover and frame.feed(leftover) and not frame.oversized:
+            conn.frame = frame
+            return True
+        deadline = time.monotonic() + LINGER_FOR_NEXT_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and select.select([conn.sock], [], [], left)[0]:
+            try:
+                data = conn.sock.recv(_RECV, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                break  # the client is gone: the event loop closes the connection
+            if frame.feed(data) and not frame.oversized:
+                conn.frame = frame
+                return True
+            if frame.oversized or frame.expects_continue:
+                break  # the event loop answers these
+        conn.next_frame = frame if frame.started is not None else None
         return False
 
     def handle_request(self, req, conn: TConn) -> bool:

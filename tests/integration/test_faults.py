@@ -80,7 +80,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_r
             after_respawn = len(load.results)
             eventually(lambda: len(load.results) > after_respawn + 50, what="load after the respawn")
         _report("SIGKILL a worker under load", load)
-        assert len(load.failures()) <= 6, "more requests failed than the 6 clients could have had in flight"
+        assert len(load.failures()) <= 2 * 6, "more requests failed than the 6 clients could have had on that worker"
         assert all(r == 200 for r in load.results[after_respawn + 6:]), "requests failed after the respawn"
     finally:
         server.stop()
@@ -223,7 +223,9 @@ def test_broken_versions_appearing_while_workers_restart_never_take_the_service_
             eventually(lambda: len(load.results) > settled + 40, what="load after the last restart")
         _report("4 worker kills with broken versions appearing", load)
         assert server.process.poll() is None, "the master died"
-        assert len(load.failures()) <= 4 * 4, "more failures than requests in flight on the killed workers"
+        # Each worker listens on a socket of its own (reuse_port), so besides its request in flight
+        # a client can lose one reconnect that landed in the dying worker's listen queue.
+        assert len(load.failures()) <= 4 * 4 * 2, "more failures than requests on the killed workers"
         assert all(r == 200 for r in load.results[settled + 4:])
     finally:
         server.stop()

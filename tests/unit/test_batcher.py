@@ -1,4 +1,5 @@
 """Dynamic batching on a real onnxruntime session: merged, identical, isolated."""
+import multiprocessing
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 import modelrepo
+from service import cores
 from service.batcher import Batcher
 from service.runtime import ModelRuntime
 
@@ -126,10 +128,47 @@ def test_a_leader_waits_for_requests_on_their_way_only_when_allowed(runtime):
     assert _lead_while_another_decodes(Batcher(runtime.run, "m", max_batch_size=64, wait_s=0.0)) < 0.1
 
 
-def test_waiting_is_allowed_only_where_merged_runs_are_much_cheaper_per_image(runtime, bundled):
+def test_waiting_is_allowed_only_where_merged_runs_are_much_cheaper_per_image(runtime, cnn):
     # The tiny model's runs are all overhead: eight images cost about what one does.
-    assert 0 < runtime.merge_wait(0.002) <= 0.002
+    merge, wait = runtime.batching(0.002)
+    assert merge and 0 < wait <= 0.002
     # The course CNN on a CPU: eight images cost nearly eight times one, so no batch waits.
-    cnn = ModelRuntime.load(bundled, "fashion-mnist", modelrepo.newest_version(bundled, "fashion-mnist"),
-                            ["CPUExecutionProvider"], threads=1)
-    assert cnn.merge_wait(0.002) == 0.0
+    assert cnn.batching(0.002) == (True, 0.0)
+
+
+@pytest.fixture(scope="module")
+def cnn(bundled):
+    return ModelRuntime.load(bundled, "fashion-mnist", modelrepo.newest_version(bundled, "fashion-mnist"),
+                             ["CPUExecutionProvider"], threads=1, wide_threads=2)
+
+
+def test_a_lone_run_may_use_every_core_and_answers_the_same(cnn, test_split):
+    # Whether the every-core session is kept depends on this host's cores at load time; either
+    # way, runs alone and runs side by side give the same probabilities.
+    images = test_split.images[:4]
+    alone = cnn.run(images)
+    with cores.running():  # another run under way somewhere in the server
+        crowded = cnn.run(images)
+    np.testing.assert_allclose(alone, crowded, rtol=1e-5, atol=1e-6)
+
+
+def _hold_a_run(ready, release):
+    with cores.running():
+        ready.set()
+        release.wait(10)
+
+
+def test_runs_are_counted_across_processes():
+    cores.share()
+    ready, release = multiprocessing.get_context("fork").Event(), multiprocessing.get_context("fork").Event()
+    child = multiprocessing.get_context("fork").Process(target=_hold_a_run, args=(ready, release))
+    child.start()
+    try:
+        assert ready.wait(10)
+        with cores.running() as alone:
+            assert not alone  # the other process is running
+    finally:
+        release.set()
+        child.join(10)
+    with cores.running() as alone:
+        assert alone
