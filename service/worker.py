@@ -130,13 +130,20 @@ class ServiceWorker(ThreadWorker):
         self.waiting[conn] = deadline
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
-    def _on_readable(self, conn: TConn, _sock) -> None:
+    @staticmethod
+    def _receive(conn: TConn) -> bytes | None:
+        """What the socket holds now: None if nothing after all, b"" once the client is gone."""
         try:
-            data = conn.sock.recv(_RECV)
+            return conn.sock.recv(_RECV)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
+            return b""
+
+    def _on_readable(self, conn: TConn, _sock) -> None:
+        data = self._receive(conn)
+        if data is None:
+            return
         if not data:  # the client went away
             self._close(conn)
             return
@@ -205,12 +212,9 @@ class ServiceWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drop, conn))
 
     def _drop(self, conn: TConn, _sock) -> None:
-        try:
-            data = conn.sock.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
+        data = self._receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.dropped += len(data)
         if not data or conn.dropped > LINGER_BYTES:
             self._close(conn)

@@ -90,30 +90,29 @@ def test_a_failed_load_changes_nothing_on_any_worker(admin_server, tiny_repo, wa
     wait_for_version(admin_server.url, "4", timeout=30)
 
 
+def _at_once(server, *calls: tuple[str, dict | None]) -> None:
+    """Send the admin calls at the same moment (from threads behind a barrier); each must succeed."""
+    barrier = threading.Barrier(len(calls))
+
+    def call(path, body):
+        barrier.wait()
+        assert _post(server, path, json=body, headers=AUTH).status_code == 200
+
+    threads = [threading.Thread(target=call, args=c) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_decisions_on_different_models_all_hold(admin_server, eventually):
     for trial in range(3):
-        barrier = threading.Barrier(2)
-
-        def call(path, body=None):
-            barrier.wait()
-            assert _post(admin_server, path, json=body, headers=AUTH).status_code == 200
-
-        unload_other = threading.Thread(target=call, args=("other/unload",))
-        pin_main = threading.Thread(target=call, args=("fashion-mnist/load", {"parameters": {"version": "1"}}))
-        for t in (unload_other, pin_main):
-            t.start()
-        for t in (unload_other, pin_main):
-            t.join()
+        _at_once(admin_server, ("other/unload", None), ("fashion-mnist/load", {"parameters": {"version": "1"}}))
         eventually(lambda: _every_worker(admin_server, "/v2/models/other/ready", 503)
                    and _every_worker(admin_server, "/v2/models/fashion-mnist/versions/1/ready", 200),
                    what=f"both decisions on every worker (trial {trial + 1})")
         # Undo both, again at the same time, before the next trial.
-        reload_other = threading.Thread(target=call, args=("other/load",))
-        follow_main = threading.Thread(target=call, args=("fashion-mnist/load",))
-        for t in (reload_other, follow_main):
-            t.start()
-        for t in (reload_other, follow_main):
-            t.join()
+        _at_once(admin_server, ("other/load", None), ("fashion-mnist/load", None))
         eventually(lambda: _every_worker(admin_server, "/v2/models/other/ready", 200)
                    and _every_worker(admin_server, "/v2/models/fashion-mnist/versions/2/ready", 200),
                    what=f"both undone on every worker (trial {trial + 1})")
