@@ -72,9 +72,13 @@ def prune(repository: Path, name: str, keep: int, protect: Iterable[int] = ()) -
         versions = list_versions(repository, name)
         served = served_version(repository, name)
         spared = {*protect, *versions[-1:], *([served[0]] if served else [])}
-        for version in versions[:-keep]:
-            if version in spared:
-                continue
+        doomed = [v for v in versions[:-keep] if v not in spared]
+        links = [v for v in doomed if version_dir(repository, name, v).is_symlink()]
+        if links:
+            # A linked version was arranged by hand; deleting through the link is not ours to do.
+            raise RepositoryError(f"{name}: versions {links} are symbolic links; prune removes only the folders "
+                                  "it published (remove the links by hand, or protect them)")
+        for version in doomed:
             path = version_dir(repository, name, version)
             # Rename first so that a reader never sees a half-deleted version.
             trash = path.with_name(f"{TRASH_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
@@ -105,7 +109,10 @@ def locked(root: Path) -> Iterator[None]:
 def _remove_leftovers(root: Path) -> None:
     for prefix in (STAGING_PREFIX, TRASH_PREFIX):
         for leftover in root.glob(f"{prefix}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.is_symlink():
+                leftover.unlink()
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _make_readable(top: Path) -> None:

@@ -1,37 +1,58 @@
-"""`python -m training {train,export,evaluate,retrain}`: the offline CLI and the retraining job."""
+"""`python -m training {train,export,evaluate,quantize,retrain}`: the offline CLI and the retraining job."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from training.config import NONE, QUANT_SCHEME, QUANT_SCHEMES, RETRAIN, SERVED, TrainConfig
 from training.data import DatasetError
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    from training.train import TrainConfig  # noqa: PLC0415  (keeps `--help` free of TensorFlow)
+# Only the standard library, training.config and training.data (numpy) are imported here:
+# `--help`, `evaluate` and `quantize` never load TensorFlow, and the commands that train load
+# it only after the dataset check, inside their function.
 
-    d = TrainConfig()
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _significance(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _weights(text: str) -> str:
+    if text == SERVED:
+        raise argparse.ArgumentTypeError(f"'{SERVED}' is for `retrain`: give `train` a .keras or model.onnx path")
+    return text
+
+
+def _add_train_options(parser: argparse.ArgumentParser, d: TrainConfig = TrainConfig()) -> None:
     parser.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
-    parser.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak AdamW rate, cosine-decayed")
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak AdamW rate, cosine-decayed (default %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default %(default)s")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                         help="±2 px shifts and horizontal flips (default on)")
-    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
+    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (default %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (tests)")
     parser.add_argument("--ema-momentum", type=float, default=d.ema_momentum,
-                        help="keep an exponential moving average of the weights and export it (e.g. 0.999; 0 = off)")
-    parser.add_argument("--init-from", default=None, metavar="MODEL_KERAS",
-                        help="start from these weights (a run's model.keras or best.keras) instead of random ones")
+                        help="keep an exponential moving average of the weights and export it (e.g. 0.999; 0 = off; default %(default)s)")
 
 
-def _config(args: argparse.Namespace):
-    from training.train import TrainConfig  # noqa: PLC0415
-
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+def _config(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    return TrainConfig(**values | {"init_from": None if args.init_from in (None, NONE) else args.init_from})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -50,8 +71,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     import tempfile  # noqa: PLC0415
 
     from training.data import load_data  # noqa: PLC0415
-    from training.publish import load_run, prepare, publish  # noqa: PLC0415
-    from training.train import lineage  # noqa: PLC0415
+    from training.publish import prepare, publish  # noqa: PLC0415
+    from training.runs import lineage, load_run  # noqa: PLC0415
 
     model, run = load_run(args.run_dir)
     run["commands"] = [*lineage(args.run_dir), f"python -m training export {args.run_dir} --repository {args.repository}"
@@ -73,41 +94,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    import tempfile  # noqa: PLC0415
+    from training.quantize import publish_quantized  # noqa: PLC0415
 
-    import modelrepo  # noqa: PLC0415
-    from training.data import load_data  # noqa: PLC0415
-    from training.evaluate import evaluate_onnx  # noqa: PLC0415
-    from training.publish import Candidate, base_metadata, publish  # noqa: PLC0415
-    from training.quantize import quantize  # noqa: PLC0415
-    from training.report import write_report  # noqa: PLC0415
-
-    version = args.version or modelrepo.newest_version(args.repository, args.source)
-    if version is None:
-        print(f"error: no published version of {args.source} in {args.repository}", file=sys.stderr)
+    published = publish_quantized(args.repository, args.source, args.version, args.name, args.calibration_images, args.scheme)
+    if published is None:
+        print(f"error: no valid version {args.version or ''} of {args.source} in {args.repository}", file=sys.stderr)
         return 2
-    source = modelrepo.version_dir(args.repository, args.source, version)
-    source_meta = modelrepo.verify(args.repository, args.source, version)
-    data = load_data()
-    with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
-        int8 = Path(staging) / modelrepo.MODEL_FILE
-        quantize(source / modelrepo.MODEL_FILE, int8, data.train.images[: args.calibration_images])
-        evaluation = evaluate_onnx(int8, data.test)
-        training = {"quantized_from": f"{args.source}/{version}", "method": "onnxruntime static QDQ, U8 activations (percentile calibration), S8 per-channel weights",
-                    "calibration_images": f"first {args.calibration_images} training images", "source_test_accuracy": source_meta.test_accuracy}
-        metadata = base_metadata(args.name, evaluation, training, sha256=modelrepo.sha256_file(int8),
-                                 description=f"int8 (QDQ) quantization of {args.source}/{version}.")
-        write_report(metadata, None, Path(staging) / "report")
-        published = publish(Candidate(Path(staging), metadata, None), args.repository)
-    print(f"published {args.name}/{published}: test accuracy {evaluation.test_accuracy:.4f} (fp32 {source_meta.test_accuracy:.4f})")
+    version, int8, fp32 = published
+    print(f"published {args.name}/{version}: test accuracy {int8:.4f} (fp32 {fp32:.4f})")
     return 0
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from training.retrain import Gate, retrain  # noqa: PLC0415
+    from training.retrain import Job, retrain  # noqa: PLC0415
 
-    gate = Gate(min_accuracy=args.min_accuracy, max_regression=args.max_regression)
-    return retrain(args.repository, args.model_name, _config(args), gate, args.keep, args.report)
+    return retrain(Job(args.repository, args.model_name, _config(args), args.min_accuracy, args.significance,
+                       args.keep, args.pin, args.control_dir, args.report))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the CNN and save the run (Keras model + history)")
     _add_train_options(p)
+    p.add_argument("--init-from", type=_weights, default=None, metavar="WEIGHTS",
+                   help="start from these weights instead of random ones: a run's model.keras or best.keras, or a published model.onnx")
     p.add_argument("--run-dir", type=Path, default=Path("runs/latest"), help="where the run is saved")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a trained run to ONNX (parity-gated), evaluate it and publish it")
-    p.add_argument("run_dir", type=Path, help="a folder written by `train`")
+    p.add_argument("run_dir", type=Path, help="a folder written by `train` (a stopped run: its best.keras)")
     _add_repository_options(p)
     p.set_defaults(func=cmd_export)
 
@@ -132,17 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="publish a static int8 (QDQ) copy of a published model")
     p.add_argument("--repository", type=Path, default=Path("models"), help="default %(default)s")
     p.add_argument("--source", default="fashion-mnist", help="model to quantize (default %(default)s)")
-    p.add_argument("--version", type=int, default=None, help="its version (default: newest)")
+    p.add_argument("--version", type=_positive_int, default=None, help="its version (default: the newest valid one)")
     p.add_argument("--name", default="fashion-mnist-int8", help="name to publish under (default %(default)s)")
     p.add_argument("--calibration-images", type=int, default=3000, help="training images used for calibration")
+    p.add_argument("--scheme", choices=QUANT_SCHEMES, default=QUANT_SCHEME,
+                   help="activation and weight types (default %(default)s: the same predictions on every CPU)")
     p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("retrain", help="train, export, evaluate, gate and publish (the retraining job)")
-    _add_train_options(p)
+    p = sub.add_parser("retrain", help="train, export, evaluate, gate and publish (the retraining job)",
+                       description="Exit codes: 0 promoted, 2 dataset missing or unreadable, 3 rejected, 4 failed.")
+    _add_train_options(p, RETRAIN)
+    p.add_argument("--init-from", default=RETRAIN.init_from, metavar="WEIGHTS",
+                   help=f"'{SERVED}' (default: the version the service serves), a .keras or model.onnx path, or '{NONE}'")
     _add_repository_options(p)
     p.add_argument("--min-accuracy", type=float, default=0.90, help="absolute floor (default %(default)s)")
-    p.add_argument("--max-regression", type=float, default=0.005, help="allowed drop below the current version (default %(default)s)")
-    p.add_argument("--keep", type=int, default=None, help="after promotion, keep only the newest N versions")
+    p.add_argument("--significance", type=_significance, default=0.05,
+                   help="reject when McNemar's one-sided exact test says the candidate is worse than the served "
+                        "or the best version at this level (default %(default)s; 0 never rejects on it)")
+    # Defaults from the servers' own variables, so the CronJob and the compose trainer pass
+    # them through; argparse checks a string default like a command-line value.
+    p.add_argument("--pin", type=_positive_int, default=os.environ.get("MODEL_VERSION") or None,
+                   help="the servers' pinned version (default: $MODEL_VERSION; an admin pin in --control-dir wins)")
+    p.add_argument("--control-dir", type=Path, default=os.environ.get("CONTROL_DIR") or None,
+                   help="the servers' CONTROL_DIR, where admin pins are kept (default: $CONTROL_DIR)")
+    p.add_argument("--keep", type=_positive_int, default=None, help="after promotion, keep only the newest N versions (N ≥ 1)")
     p.add_argument("--report", type=Path, default=None, help="JSON report path (default <repository>/<model>/.reports/)")
     p.set_defaults(func=cmd_retrain)
     return parser

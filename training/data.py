@@ -25,6 +25,7 @@ FILES = {
 # IDX magic numbers: 0x00000803 = unsigned bytes, 3 dims; 0x00000801 = unsigned bytes, 1 dim.
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
+CLASSES = 10
 
 
 class DatasetError(RuntimeError):
@@ -90,7 +91,13 @@ def _images(path: Path) -> np.ndarray:
 
 
 def _labels(path: Path) -> np.ndarray:
-    return read_idx(path, LABELS_MAGIC, ())
+    labels = read_idx(path, LABELS_MAGIC, ())
+    # A label of 10 or more would index past the one-hot and confusion-matrix columns, or
+    # train silently on a class that does not exist.
+    bad = np.flatnonzero(labels >= CLASSES)
+    if bad.size:
+        raise DatasetError(f"{path}: {bad.size} labels outside 0-{CLASSES - 1} (first: {int(labels[bad[0]])} at index {int(bad[0])})")
+    return labels
 
 
 def load_data(directory: Path | None = None) -> Dataset:

@@ -8,12 +8,19 @@ import onnxruntime as ort
 
 from modelrepo.schema import FASHION_MNIST_LABELS, ClassMetrics, Evaluation
 from training.data import Split
+from training.hardware import hardware
 
 
+def predict_onnx(path: Path, images: np.ndarray, batch_size: int = 500,
+                 optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> np.ndarray:
+    """Probabilities for images, batch by batch, on the CPU.
 
-def predict_onnx(path: Path, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Probabilities for images, batch by batch, on the CPU."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    With ORT_DISABLE_ALL an int8 QDQ graph is not fused into integer kernels: it runs as
+    dequantize → float op → quantize, the same on every CPU (training/cpu_check.py uses it).
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = optimization
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)])
 
@@ -33,4 +40,6 @@ def evaluate_onnx(path: Path, split: Split, labels: list[str] = FASHION_MNIST_LA
         test_images=len(split),
         per_class=[ClassMetrics(label=label, precision=float(p), recall=float(r)) for label, p, r in zip(labels, precision, recall)],
         confusion_matrix=confusion.tolist(),
+        # int8 kernels differ between CPUs, so an accuracy is only meaningful with its CPU.
+        hardware=hardware(),
     )

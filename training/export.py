@@ -10,10 +10,9 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
+from training.contract import INPUT_NAME, OUTPUT_NAME
 from training.model import INPUT_SHAPE
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
 OPSET = 17
 PARITY_IMAGES = 1_000
 PARITY_ATOL = 1e-4

@@ -1,20 +1,25 @@
 """From a trained run to a published version: export, evaluate, describe, publish."""
 from __future__ import annotations
 
-import json
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 import modelrepo
 from modelrepo import Metadata, TensorSpec
 from modelrepo.schema import Evaluation
+from training.contract import INPUT_NAME, INPUT_RANGE, OUTPUT_NAME
 from training.data import Dataset
 from training.evaluate import evaluate_onnx
-from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from training.report import write_report
+
+if TYPE_CHECKING:
+    import keras
+
+# Module names, not distribution names: TensorFlow installs as tensorflow or tensorflow-cpu.
+TRAINING_TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
 
 PREPROCESSING = (
     "The model takes FP32 [batch, 28, 28, 1] in [0, 1]: a light object on a dark background, as in "
@@ -38,34 +43,30 @@ class Candidate:
         return self.metadata.evaluation.test_accuracy
 
 
-def tool_versions() -> dict[str, str]:
-    # Module versions, not distribution names: TensorFlow installs as tensorflow or tensorflow-cpu.
-    import onnx, onnxruntime, tensorflow, tf2onnx  # noqa: E401, PLC0415
-
-    return {module.__name__: module.__version__ for module in (tensorflow, keras, tf2onnx, onnx, onnxruntime)}
+def tool_versions(modules: tuple[str, ...] = TRAINING_TOOLS) -> dict[str, str]:
+    """Versions of the tools that made a version (importing them: only those that took part)."""
+    return {name: importlib.import_module(name).__version__ for name in modules}
 
 
-def base_metadata(name: str, evaluation: Evaluation | None, training: dict, **extra) -> Metadata:
+def base_metadata(name: str, evaluation: Evaluation | None, training: dict, tools: tuple[str, ...] = TRAINING_TOOLS,
+                  **extra) -> Metadata:
     return Metadata(
         name=name,
         labels=modelrepo.FASHION_MNIST_LABELS,
-        inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, 28, 28, 1], range=(0.0, 1.0))],
+        inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, 28, 28, 1], range=INPUT_RANGE)],
         outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, 10])],
         preprocessing=PREPROCESSING,
         evaluation=evaluation,
         training=training,
-        tool_versions=tool_versions(),
+        tool_versions=tool_versions(tools),
         **({"sha256": "", "description": DESCRIPTION} | extra),
     )
 
 
-def load_run(run_dir: Path) -> tuple[keras.Model, dict]:
-    """The Keras model and run summary that `train` saved."""
-    return keras.models.load_model(run_dir / "model.keras"), json.loads((run_dir / "run.json").read_text())
-
-
 def prepare(model: keras.Model, run: dict, data: Dataset, name: str, staging: Path) -> Candidate:
     """Export (parity-gated) and evaluate into staging/, and describe it."""
+    from training.export import export_onnx  # noqa: PLC0415  (TensorFlow: only when exporting)
+
     diff = export_onnx(model, staging / modelrepo.MODEL_FILE, data.test.images)
     evaluation = evaluate_onnx(staging / modelrepo.MODEL_FILE, data.test)
     training = {key: value for key, value in run.items() if key != "history"} | {"parity_max_abs_diff": diff}

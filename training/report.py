@@ -41,14 +41,31 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path) ->
     plt.close(fig)
 
 
-def model_card(metadata: Metadata) -> str:
-    """A README.md for the version folder, from its metadata."""
+# How the figures were obtained; true of every version `training` publishes.
+HONESTY = (
+    "Model selection (the epoch kept, early stopping) used the validation split only: the last "
+    "5,000 of the 60,000 training images, never trained on. The 10,000 test images were read once "
+    "for this version, after training, to measure the figures above. The retraining gate reads them "
+    "again for one pass/fail decision per retrain (may a successor replace this version?); they never "
+    "train, tune or pick an epoch."
+)
+
+
+def model_card(metadata: Metadata, curves: bool = False) -> str:
+    """A README.md for the version folder, from its metadata (curves: training_curves.png exists)."""
     ev = metadata.evaluation
     rows = "\n".join(f"| {c.label} | {c.precision:.3f} | {c.recall:.3f} |" for c in ev.per_class) if ev else ""
     training = "\n".join(f"- {key}: `{value}`" for key, value in metadata.training.items() if key not in ("history", "commands"))
     commands = "\n".join(metadata.training.get("commands", []))
     reproduce = f"\n## Reproduce\n```sh\n{commands}\n```\n" if commands else ""
     accuracy = f"{ev.test_accuracy:.2%} on {ev.test_images:,} test images (onnxruntime)" if ev else "not evaluated"
+    # Link only the images write_report draws: a card must not show a broken image.
+    confusion_link = "\n![confusion matrix](confusion_matrix.png)\n" if ev else ""
+    curves_link = "\n![training curves](training_curves.png)\n" if curves else ""
+    cpu = ev.hardware if ev else {}
+    if cpu:
+        flags = ", ".join(k for k in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8") if cpu.get(k) == "yes") or "none of AVX2/VNNI/AMX"
+        accuracy += f", measured on {cpu.get('cpu', 'an unknown CPU')} ({flags}; onnxruntime {cpu.get('onnxruntime', '?')})"
     return f"""# {metadata.name} — model card
 
 {metadata.description}
@@ -58,6 +75,8 @@ def model_card(metadata: Metadata) -> str:
 - **Output:** `{metadata.outputs[0].name}` {metadata.outputs[0].datatype} {metadata.outputs[0].shape}
 - **sha256:** `{metadata.sha256}`
 
+{HONESTY}
+
 ## Preprocessing
 {metadata.preprocessing}
 
@@ -66,14 +85,10 @@ def model_card(metadata: Metadata) -> str:
 | class | precision | recall |
 |---|---:|---:|
 {rows}
-
-![confusion matrix](confusion_matrix.png)
-
+{confusion_link}
 ## Training
 {training}
-
-![training curves](training_curves.png)
-"""
+{curves_link}"""
 
 
 def write_report(metadata: Metadata, history: dict[str, list[float]] | None, directory: Path) -> None:
@@ -82,4 +97,4 @@ def write_report(metadata: Metadata, history: dict[str, list[float]] | None, dir
         plot_curves(history, directory / "training_curves.png")
     if metadata.evaluation:
         plot_confusion(metadata.evaluation.confusion_matrix, metadata.labels, directory / "confusion_matrix.png")
-    (directory / "README.md").write_text(model_card(metadata))
+    (directory / "README.md").write_text(model_card(metadata, curves=bool(history)))

@@ -1,78 +1,136 @@
-"""The retraining job: train a candidate, export and evaluate it, promote it only if it is good enough."""
+"""The retraining job: train a candidate from the served weights, export and evaluate it, and
+promote it only if the gate (training/gate.py) finds it no worse than what it would replace.
+
+Exit codes: 0 promoted (a failed prune afterwards is only a warning), 2 dataset missing or
+unreadable, 3 rejected, 4 failed. Every run leaves a JSON report, whatever happened.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import modelrepo
-from modelrepo import Metadata
-from training.data import load_data
+from training.config import SERVED, TrainConfig, command_line
+from training.data import DatasetError, load_data
+from training.gate import SIGNIFICANCE, decide
 from training.publish import prepare, publish
-from training.train import TrainConfig, summary, train
+from training.scoreboard import Scoreboard, pinned_version
 
 EXIT_PROMOTED = 0
+EXIT_DATASET = 2
 EXIT_REJECTED = 3
 EXIT_FAILED = 4
+RUN_DIR = Path("runs/retrain")  # where the card's "Reproduce" commands put the run
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Gate:
-    """Promote when accuracy ≥ max(min_accuracy, current − max_regression)."""
+class Job:
+    """What one run of the job does; each field is a `retrain` option."""
 
+    repository: Path
+    name: str
+    config: TrainConfig
     min_accuracy: float = 0.90
-    max_regression: float = 0.005
+    significance: float = SIGNIFICANCE
+    keep: int | None = None
+    pin: int | None = None  # MODEL_VERSION of the servers
+    control_dir: Path | None = None  # their CONTROL_DIR, for admin pins
+    report: Path | None = None
 
-    def threshold(self, current: Metadata | None) -> float:
-        if current is None or current.test_accuracy is None:
-            return self.min_accuracy
-        return max(self.min_accuracy, current.test_accuracy - self.max_regression)
 
-
-def retrain(repository: Path, name: str, config: TrainConfig, gate: Gate, keep: int | None, report: Path | None) -> int:
+def retrain(job: Job) -> int:
     """Run the whole job; returns the process exit code and writes a JSON report."""
-    outcome: dict = {"model": name, "started": datetime.now(timezone.utc).isoformat(), "config": config.__dict__}
+    outcome: dict = {"model": job.name, "started": datetime.now(timezone.utc).isoformat(), "config": asdict(job.config)}
     try:
-        code = _run(repository, name, config, gate, keep, outcome)
+        code = _run(job, outcome)
+    except DatasetError as exc:
+        outcome.update(status="dataset missing", error=str(exc))
+        code = EXIT_DATASET
     except Exception as exc:  # the job must always leave a report, whatever broke
         log.exception("retraining failed")
         outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         code = EXIT_FAILED
     outcome["finished"] = datetime.now(timezone.utc).isoformat()
-    path = report or repository / name / ".reports" / f"retrain-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.json"
+    path = job.report or job.repository / job.name / ".reports" / f"retrain-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(outcome, indent=2))
     print(f"{outcome['status']}: {outcome.get('reason', outcome.get('error', ''))} (report: {path})")
     return code
 
 
-def _run(repository: Path, name: str, config: TrainConfig, gate: Gate, keep: int | None, outcome: dict) -> int:
+def _run(job: Job, outcome: dict) -> int:
     data = load_data()
+    from training.train import summary, train  # noqa: PLC0415  (TensorFlow, once the dataset is there)
+
+    board = Scoreboard(job.repository, job.name, data.test)
+    config, parent = _initial_weights(job, board, outcome)
     result = train(data, config)
+    run = summary(result) | {"commands": [*_parent_commands(job, parent), command_line(config, RUN_DIR),
+                                          f"python -m training export {RUN_DIR} --repository {job.repository}"]}
     with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
-        candidate = prepare(result.model, summary(result), data, name, Path(staging))
+        candidate = prepare(result.model, run, data, job.name, Path(staging))
+        correct = board.correct_file(Path(staging) / modelrepo.MODEL_FILE)
         outcome["candidate_accuracy"] = candidate.accuracy
+        # Evaluate the references before taking the lock; under it, only a version that
+        # appeared or a pin that changed meanwhile costs an evaluation.
+        board.champion()
+        board.current(pinned_version(job.name, job.pin, job.control_dir))
 
         def accept() -> bool:
-            # Runs under the repository lock, so the comparison is with the version we would follow.
-            served = modelrepo.served_version(repository, name)
-            current = served[1] if served else None
-            outcome.update(current_version=current.version if current else None, threshold=gate.threshold(current),
-                           current_accuracy=current.test_accuracy if current else None)
-            return candidate.accuracy >= outcome["threshold"]
+            pinned = pinned_version(job.name, job.pin, job.control_dir)
+            current, champion = board.current(pinned), board.champion()
+            references = {role: (v, board.correct(v)) for role, v in (("current", current), ("champion", champion)) if v is not None}
+            if champion == current:
+                references.pop("champion", None)  # one model, one test
+            verdict = decide(correct, references, job.min_accuracy, job.significance)
+            outcome.update(pinned=pinned, current_version=current, current_accuracy=board.accuracy(current),
+                           champion_version=champion, champion_accuracy=board.accuracy(champion),
+                           not_servable={str(v): why for v, why in board.skipped.items()},
+                           decision="promote" if verdict.promote else "reject", reason=verdict.reason, gate=verdict.as_dict())
+            outcome["protect"] = sorted({current, champion, pinned} - {None})
+            return verdict.promote
 
         try:
-            version = publish(candidate, repository, accept)
+            version = publish(candidate, job.repository, accept)
         except modelrepo.Rejected:
-            outcome.update(status="rejected", reason=f"accuracy {candidate.accuracy:.4f} < threshold {outcome['threshold']:.4f}")
+            outcome["status"] = "rejected"
             return EXIT_REJECTED
-    outcome.update(status="promoted", version=version, reason=f"accuracy {candidate.accuracy:.4f} ≥ {outcome['threshold']:.4f}")
-    if keep:
-        protect = {version, outcome["current_version"]} - {None}
-        outcome["pruned"] = modelrepo.prune(repository, name, keep, protect)
+    outcome.update(status="promoted", version=version)
+    if job.keep is not None:
+        _prune(job, {version, *outcome["protect"]}, outcome)
     return EXIT_PROMOTED
+
+
+def _initial_weights(job: Job, board: Scoreboard, outcome: dict) -> tuple[TrainConfig, int | None]:
+    """The config with `served` resolved to the served version's model.onnx, and that version."""
+    if job.config.init_from != SERVED:
+        outcome["init_from"] = job.config.init_from
+        return job.config, None
+    served = board.current(pinned_version(job.name, job.pin, job.control_dir))
+    if served is None:
+        raise RuntimeError(f"--init-from {SERVED}: no servable version of {job.name} in {job.repository} (use --init-from none for a first model)")
+    path = modelrepo.version_dir(job.repository, job.name, served) / modelrepo.MODEL_FILE
+    outcome["init_from"] = {"version": served, "path": str(path)}
+    return replace(job.config, init_from=str(path)), served
+
+
+def _parent_commands(job: Job, parent: int | None) -> list[str]:
+    if parent is None:
+        return []
+    return list(modelrepo.verify(job.repository, job.name, parent).training.get("commands", []))
+
+
+def _prune(job: Job, protect: set[int], outcome: dict) -> None:
+    # The version is published and may already be served: a failed prune must not turn that
+    # into a failed job, or the scheduler would report (and maybe retry) a success.
+    try:
+        outcome["pruned"] = modelrepo.prune(job.repository, job.name, job.keep, protect)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("prune failed after promotion: %s", exc)
+        outcome.setdefault("warnings", []).append(f"prune failed: {type(exc).__name__}: {exc}")

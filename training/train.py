@@ -11,32 +11,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from training.config import TrainConfig
 from training.data import Dataset
+from training.export import PARITY_IMAGES
 from training.model import NUM_CLASSES, build_model
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters; each one is a CLI option of `python -m training train`."""
-
-    epochs: int = 13
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    augment: bool = True
-    patience: int = 6
-    seed: int = 42
-    limit: int | None = None
-    ema_momentum: float = 0.0
-    init_from: str | None = None
+from training.warmstart import load_initial_weights
 
 
 @dataclass
@@ -83,7 +69,7 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
     if config.init_from:
         # A warm restart: a second cosine cycle from a finished run's weights goes further
         # than one long cycle of the same total length would in the time we have.
-        model.load_weights(config.init_from)
+        load_initial_weights(model, config.init_from, data.test.images[:PARITY_IMAGES])
     ema = config.ema_momentum > 0
     model.compile(
         optimizer=keras.optimizers.AdamW(
@@ -104,7 +90,8 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
     ]
     if checkpoint_dir is not None:
         # A checkpoint each time validation improves, so a long run that is stopped still
-        # leaves its best model behind (`python -m training export` takes it from there).
+        # leaves its best model behind: `python -m training export` publishes best.keras with
+        # config.json and history.csv when model.keras and run.json were never written.
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (checkpoint_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
         callbacks += [
@@ -130,30 +117,6 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
         best_epoch=int(np.argmax(history["val_accuracy"])) + 1,
         seconds=time.monotonic() - started,
     )
-
-
-def command_line(config: TrainConfig, run_dir: Path) -> str:
-    """The `python -m training train` call that reproduces config, every option spelled out
-    so that it stays true when the defaults change."""
-    words = ["python -m training train"]
-    for field in fields(TrainConfig):
-        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
-        if value is None:
-            continue
-        words.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value}")
-    return " ".join([*words, f"--run-dir {run_dir}"])
-
-
-def lineage(run_dir: Path) -> list[str]:
-    """The train commands behind a run, oldest first, following --init-from back to its run."""
-    commands, seen = [], set()
-    # A run restarted into its own folder has overwritten its parent's run.json: stop there.
-    while run_dir is not None and (run_dir / "run.json").exists() and run_dir.resolve() not in seen:
-        seen.add(run_dir.resolve())
-        config = TrainConfig(**json.loads((run_dir / "run.json").read_text())["config"])
-        commands.insert(0, command_line(config, run_dir))
-        run_dir = Path(config.init_from).parent if config.init_from else None
-    return commands
 
 
 def summary(result: TrainResult) -> dict:

@@ -149,6 +149,19 @@ def test_models_volume_is_shared_read_only_by_api_and_writable_by_trainer():
     assert command[command.index("--repository") + 1] == "/models"
 
 
+def test_trainer_runs_the_scheduled_recipe_against_the_served_version():
+    from training.__main__ import build_parser
+    from training.config import RETRAIN
+
+    trainer = compose_config("base+retrain")["services"]["trainer"]
+    parsed = build_parser().parse_args(trainer["command"])
+    assert parsed.init_from == "served" and "--init-from" in trainer["command"]
+    for option in ("epochs", "learning_rate", "ema_momentum", "patience"):
+        assert getattr(parsed, option) == getattr(RETRAIN, option), option
+    # Passed through like the api's, so a rollback pin reaches the job.
+    assert "MODEL_VERSION" in trainer.get("environment", {})
+
+
 def test_restart_policies_limits_and_pinned_images():
     services = compose_config("base+retrain")["services"]
     for name, svc in services.items():

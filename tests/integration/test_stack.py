@@ -9,7 +9,6 @@ import sys
 import requests
 import yaml
 
-from tests.integration.test_lifecycle import wait_for_version
 from tests.prometheus import prometheus, query
 from service.testing import ROOT, start_server
 
@@ -25,7 +24,7 @@ def _loopback_config(target: str) -> dict:
     return config
 
 
-def test_retrain_is_served_and_seen_by_prometheus(bundled_repo, tmp_path):
+def test_retrain_is_served_and_seen_by_prometheus(bundled_repo, tmp_path, wait_for_version):
     before = max(int(p.name) for p in (bundled_repo / "fashion-mnist").iterdir() if p.name.isdigit())
     server = start_server(bundled_repo, tmp_path, RELOAD_POLL_SECONDS="1")
     try:
@@ -34,7 +33,7 @@ def test_retrain_is_served_and_seen_by_prometheus(bundled_repo, tmp_path):
             assert query(prom, f'serving_model_info{{model="fashion-mnist",version="{before}"}} == 1')
             job = subprocess.run(
                 [sys.executable, "-m", "training", "retrain", "--repository", str(bundled_repo), "--epochs", "1",
-                 "--limit", "512", "--batch-size", "64", "--min-accuracy", "0", "--max-regression", "1"],
+                 "--limit", "512", "--batch-size", "64", "--min-accuracy", "0", "--significance", "0"],
                 cwd=ROOT, capture_output=True, text=True, timeout=600)
             assert job.returncode == 0, job.stdout + job.stderr[-3000:]
             new = str(before + 1)

@@ -1,16 +1,21 @@
-"""The committed default model: intact, the production contract, and ≥ 92% on the real test set."""
+"""The committed default models: intact, the production contract, ≥ 92% on the real test set,
+and an int8 copy that scores the same on every CPU."""
+import re
+
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 import modelrepo
-from tests.conftest import BUNDLED
+from training.evaluate import predict_onnx
 
 
-def _newest(name):
-    version = modelrepo.newest_version(BUNDLED, name)
-    assert version is not None, f"{name} is missing from {BUNDLED}"
-    return modelrepo.version_dir(BUNDLED, name, version), modelrepo.verify(BUNDLED, name, version)
+def _served(repository, name):
+    """The version the service serves by default (the newest valid one) and its metadata."""
+    served = modelrepo.served_version(repository, name)
+    assert served is not None, f"{name} is missing from {repository}"
+    return modelrepo.version_dir(repository, name, served[0]), served[1]
 
 
 def _accuracy(folder, split):
@@ -23,19 +28,45 @@ def _accuracy(folder, split):
 TARGET = 0.92
 
 
-def test_fp32_model_scores_what_its_card_says(test_split):
-    folder, meta = _newest("fashion-mnist")
+def test_fp32_model_scores_what_its_card_says(bundled, test_split):
+    folder, meta = _served(bundled, "fashion-mnist")
     accuracy = _accuracy(folder, test_split)
     assert accuracy >= TARGET, f"measured {accuracy:.4f}"
     assert meta.evaluation.test_accuracy == pytest.approx(accuracy, abs=1e-4)  # the card tells the truth
     assert (folder / "report" / "README.md").is_file() and (folder / "report" / "confusion_matrix.png").is_file()
 
 
-def test_int8_model_is_within_half_a_point(test_split):
-    fp32_folder, _ = _newest("fashion-mnist")
-    int8_folder, meta = _newest("fashion-mnist-int8")
+def test_int8_model_is_within_half_a_point(bundled, test_split):
+    fp32_folder, _ = _served(bundled, "fashion-mnist")
+    int8_folder, meta = _served(bundled, "fashion-mnist-int8")
     fp32, int8 = _accuracy(fp32_folder, test_split), _accuracy(int8_folder, test_split)
     assert abs(fp32 - int8) <= 0.005, f"fp32 {fp32:.4f}, int8 {int8:.4f}"
+    assert meta.evaluation.test_accuracy == pytest.approx(int8, abs=1e-4)
     assert "training images" in meta.training["calibration_images"]
-    ops = {node.op_type for node in __import__("onnx").load(str(int8_folder / "model.onnx")).graph.node}
+    ops = {node.op_type for node in onnx.load(str(int8_folder / "model.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+
+
+def test_int8_predictions_do_not_depend_on_the_cpu_kernels(bundled, test_split):
+    # Unoptimized, a QDQ graph runs in float (dequantize → op → quantize) on any CPU: what an
+    # exact integer kernel (VNNI, AMX) computes. This CPU's fused integer kernels must agree,
+    # image for image; on AVX2, fashion-mnist-int8/1 differs on hundreds (saturation).
+    folder, _ = _served(bundled, "fashion-mnist-int8")
+    fused = predict_onnx(folder / "model.onnx", test_split.images).argmax(1)
+    unfused = predict_onnx(folder / "model.onnx", test_split.images, optimization=ort.GraphOptimizationLevel.ORT_DISABLE_ALL).argmax(1)
+    assert int(np.sum(fused != unfused)) == 0
+
+
+def test_int8_card_records_the_cpu_and_how_to_reproduce_it(bundled):
+    folder, meta = _served(bundled, "fashion-mnist-int8")
+    assert {"cpu", "avx2", "avx512_vnni", "avx_vnni", "amx_int8", "onnxruntime"} <= set(meta.evaluation.hardware)
+    card = (folder / "report" / "README.md").read_text()
+    assert "## Reproduce" in card and "python -m training quantize" in card
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "fashion-mnist-int8"])
+def test_no_card_links_an_image_that_does_not_exist(bundled, name):
+    for version in modelrepo.list_versions(bundled, name):
+        report = modelrepo.version_dir(bundled, name, version) / "report"
+        for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", (report / "README.md").read_text()):
+            assert (report / image).is_file(), f"{name}/{version}: the card links {image}, which does not exist"

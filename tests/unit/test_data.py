@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from training.data import FILES, DatasetError, load_data
-from tests.conftest import FASHION_DIR, ROOT
+from service.testing import ROOT
+from training.data import DEFAULT_DIR as FASHION_DIR
 
 
 def test_loads_the_real_splits():
@@ -53,6 +54,17 @@ def test_corrupt_files_give_clear_errors(tmp_path, damage, message):
     raw = gzip.decompress(path.read_bytes())
     path.write_bytes(gzip.compress(damage(raw)))
     with pytest.raises(DatasetError, match=message):
+        load_data(tmp_path)
+
+
+@pytest.mark.parametrize("label", [10, 255])
+def test_labels_outside_the_ten_classes_are_a_dataset_error(tmp_path, label):
+    _copy(tmp_path)
+    path = tmp_path / FILES["train_labels"]
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[8 + 1234] = label  # after the 8-byte header: the 1,235th label
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DatasetError, match=rf"labels outside 0-9 \(first: {label} at index 1234\)"):
         load_data(tmp_path)
 
 

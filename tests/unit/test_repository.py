@@ -171,6 +171,20 @@ def test_prune_keeps_the_newest_the_served_and_the_protected(tmp_path):
         modelrepo.prune(repo, NAME, keep=0)
 
 
+def test_prune_refuses_a_linked_version_before_touching_anything(tmp_path):
+    repo = tmp_path / "models"
+    publish_tiny(repo)
+    archive = tmp_path / "models" / "archive"
+    (repo / NAME / "1").rename(archive)
+    (repo / NAME / "1").symlink_to(archive)  # version 1 now lives elsewhere in the repository
+    for seed in range(1, 4):
+        publish_tiny(repo, seed=seed)
+    with pytest.raises(modelrepo.RepositoryError, match=r"versions \[1\] are symbolic links"):
+        modelrepo.prune(repo, NAME, keep=1)
+    assert modelrepo.list_versions(repo, NAME) == [1, 2, 3, 4] and archive.is_dir()
+    assert not [p for p in (repo / NAME).iterdir() if p.name.startswith(".trash-")]
+
+
 def test_symlinks_never_lead_out_of_the_repository(tmp_path):
     repo = tmp_path / "models"
     publish_tiny(repo)
