@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -28,11 +29,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime device (default: cpu)")
     parser.add_argument("--memory", action="store_true", help="also measure worker RSS over two rounds of requests (needs hey)")
     parser.add_argument("--memory-requests", type=int, default=memory.REQUESTS, help="requests per memory round (default: 10000)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, concurrency 1 and 8, no memory")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each row is their median (default: 3)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, concurrency 1 and 8, one round, no memory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if args.quick:
-        args.duration, args.concurrency, args.memory = 1.0, [1, 8], False
+        args.duration, args.concurrency, args.memory, args.rounds = 1.0, [1, 8], False, 1
     return args
 
 
@@ -47,8 +49,10 @@ def describe(args: argparse.Namespace, workers: int | None) -> list[str]:
             f"{os.environ.get('MAX_BATCH_SIZE') or 64}, off = 1",
             f"naive: `benchmarks/naive_app.py`, gunicorn -w {args.naive_workers} -k sync, one onnxruntime session per worker "
             "(1 intra-op thread), Flask JSON; body {\"instances\": [...]} with the same pixels as the v2 JSON",
-            f"load: {generator} per row, after a 1 s warm-up per scenario and with the server idle; "
-            "on the same machine, so the load generator's CPU use competes with the server",
+            f"load: {generator} per run, after a 1 s warm-up per scenario and with the server idle; the naive app and the "
+            f"service with batching on and off all run at once, their rows back to back at each concurrency, for "
+            f"{args.rounds} round(s): each row is the median round, `img/s by round` shows them all (the host drifts "
+            "by 20% within minutes); on the same machine, so the load generator's CPU use competes with the server",
             "vs raw = img/s ÷ raw fp32 img/s (batch 64 for 64-image rows, else the best batch size); "
             "vs naive = img/s ÷ the naive app's img/s at the same concurrency and images per request "
             "(64-image rows: its 64-image JSON)",
@@ -65,23 +69,26 @@ def main(argv: list[str] | None = None) -> None:
     images = payloads.test_images()
     fp32_model = raw.newest_model(args.repository, MODELS["fp32"])
 
-    raw_results = []
-    for model, name in MODELS.items():
-        path = raw.newest_model(args.repository, name)
-        for batch in RAW_BATCHES:
-            raw_results.append(result := raw.measure_raw(path, model, images, batch, args.duration, args.device))
-            print(f"raw {model} batch {batch}: {result.images_per_second:.0f} img/s", file=sys.stderr, flush=True)
-
-    load_results, memory_result, workers = [], None, None
-    measure = dict(concurrencies=args.concurrency, duration=args.duration, generator=args.load_generator)
-    with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp_name:
+    raw_runs, load_runs, memory_result, workers = [], [], None, None
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
-        with servers.naive(fp32_model.resolve(), tmp, args.naive_workers, args.device) as server:
-            load_results += load.measure_server(server, "naive", None, payloads.naive_payloads(images), tmp=tmp, **measure)
+        targets = [load.Target("naive", None, stack.enter_context(servers.naive(fp32_model.resolve(), tmp, args.naive_workers, args.device)),
+                               payloads.naive_payloads(images))]
         for batching in (True, False):
-            with servers.service(args.repository.resolve(), tmp, batching, args.device) as server:
-                workers = len(server.workers())
-                load_results += load.measure_server(server, "service", batching, payloads.payloads(images), tmp=tmp, **measure)
+            server = stack.enter_context(servers.service(args.repository.resolve(), tmp, batching, args.device))
+            targets.append(load.Target("service", batching, server, payloads.payloads(images)))
+        workers = len(targets[1].server.workers())
+        load.warm_up(targets, tmp, args.load_generator)
+        for round_ in range(args.rounds):
+            label = f"round {round_ + 1}/{args.rounds}: "
+            for model, name in MODELS.items():
+                path = raw.newest_model(args.repository, name)
+                for batch in RAW_BATCHES:
+                    raw_runs.append(result := raw.measure_raw(path, model, images, batch, args.duration, args.device))
+                    print(f"{label}raw {model} batch {batch}: {result.images_per_second:.0f} img/s", file=sys.stderr, flush=True)
+            load_runs += load.measure_round(targets, args.concurrency, args.duration, tmp, args.load_generator, label)
+        stack.close()
+        raw_results, load_results = raw.medians(raw_runs), load.medians(load_runs)
         if args.memory:
             with servers.service(args.repository.resolve(), tmp, batching=True, device=args.device) as server:
                 png = payloads.payloads(images)[0]

@@ -1,8 +1,9 @@
 """Measure one running server: each scenario at each concurrency, through a load generator."""
 from __future__ import annotations
 
+import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
@@ -33,6 +34,7 @@ class LoadResult:
     p50_ms: float | None
     p99_ms: float | None
     worker_cpu: tuple[float, ...] = ()  # CPU seconds each worker used during the run
+    spread: tuple[float, ...] = ()  # img/s of every round, when the row is the median of several
 
     @property
     def requests_per_second(self) -> float:
@@ -51,23 +53,61 @@ def check(url: str, payload: Payload) -> None:
         raise RuntimeError(f"{payload.scenario}: HTTP {response.status_code}: {response.text[:500]}")
 
 
-def measure_server(server: Server, kind: str, batching: bool | None, bodies: list[Payload], concurrencies: list[int],
-                   duration: float, tmp: Path, generator: str = "wrk") -> list[LoadResult]:
-    """Every body at every concurrency, each run bounded in time, the server idle before each."""
-    run, results = RUNNERS[generator], []
-    for payload in bodies:
-        check(server.url, payload)
-        # Warm-up, discarded: every worker loads its session (the naive app does so on its first
-        # request) and sizes its buffers for this body before anything is timed.
-        run(server.url, payload, tmp, max(4, 2 * len(server.workers())), WARM_UP_SECONDS)
-        for concurrency in concurrencies:
-            summary, cpu = _long_enough(server, generator, payload, tmp, concurrency, duration)
-            results.append(result := LoadResult(kind, payload.scenario, batching, concurrency, payload.images, summary.seconds,
-                                                summary.ok, summary.errors, summary.p50_ms, summary.p99_ms, cpu))
-            label = "" if batching is None else f" batching {'on' if batching else 'off'}"
-            print(f"{kind} {payload.scenario}{label} c={concurrency}: {result.images_per_second:.0f} img/s, "
-                  f"{result.errors} errors, CPU s per worker {'/'.join(f'{c:.1f}' for c in cpu)}", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class Target:
+    """One server under test and the bodies it gets."""
+
+    kind: str  # "service" or "naive"
+    batching: bool | None
+    server: Server
+    bodies: list[Payload]
+
+
+def warm_up(targets: list[Target], tmp: Path, generator: str = "wrk") -> None:
+    """One checked request and a short discarded run per body: every worker loads its session
+    (the naive app does so on its first request) before anything is timed."""
+    for target in targets:
+        for payload in target.bodies:
+            check(target.server.url, payload)
+            RUNNERS[generator](target.server.url, payload, tmp, max(4, 2 * len(target.server.workers())), WARM_UP_SECONDS)
+
+
+def measure_round(targets: list[Target], concurrencies: list[int], duration: float, tmp: Path,
+                  generator: str = "wrk", label: str = "") -> list[LoadResult]:
+    """Every body of every target at every concurrency, the targets back to back at each one.
+
+    Back to back because the host drifts: on these shared machines the same server gave 20% apart
+    a few minutes apart, so the rows compared (the naive app, batching on, batching off) run
+    within seconds of each other; `medians` then keeps the middle of several rounds.
+    """
+    results = []
+    for concurrency in concurrencies:
+        for target in targets:
+            for payload in target.bodies:
+                summary, cpu = _long_enough(target.server, generator, payload, tmp, concurrency, duration)
+                results.append(result := LoadResult(target.kind, payload.scenario, target.batching, concurrency, payload.images,
+                                                    summary.seconds, summary.ok, summary.errors, summary.p50_ms, summary.p99_ms, cpu))
+                mode = "" if target.batching is None else f" batching {'on' if target.batching else 'off'}"
+                print(f"{label}{target.kind} {payload.scenario}{mode} c={concurrency}: {result.images_per_second:.0f} img/s, "
+                      f"{result.errors} errors", file=sys.stderr, flush=True)
     return results
+
+
+def medians(results: list[LoadResult]) -> list[LoadResult]:
+    """One row per scenario: the median of its rounds."""
+    runs: dict[tuple, list[LoadResult]] = {}
+    for r in results:
+        runs.setdefault((r.kind, r.scenario, r.batching, r.concurrency), []).append(r)
+    return [_median(rows) for rows in runs.values()]
+
+
+def _median(results: list[LoadResult]) -> LoadResult:
+    """The run with the median img/s (the lower one of an even count), errors summed over all runs."""
+    ordered = sorted(results, key=lambda r: r.images_per_second)
+    middle = ordered[(len(ordered) - 1) // 2]
+    assert middle.images_per_second == statistics.median_low(r.images_per_second for r in results)
+    return replace(middle, errors=sum(r.errors for r in results),
+                   spread=tuple(r.images_per_second for r in results) if len(results) > 1 else ())
 
 
 def _long_enough(server: Server, generator: str, payload: Payload, tmp: Path, concurrency: int,

@@ -61,3 +61,11 @@ def measure_raw(path: Path, model: str, images: np.ndarray, batch: int, duration
     seconds = time.perf_counter() - start
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
     return RawResult(model, batch, len(latencies), seconds, float(p50), float(p99))
+
+
+def medians(results: list[RawResult]) -> list[RawResult]:
+    """One result per model and batch size: the run with the median img/s (the lower of two)."""
+    runs: dict[tuple[str, int], list[RawResult]] = {}
+    for r in results:
+        runs.setdefault((r.model, r.batch), []).append(r)
+    return [sorted(rows, key=lambda r: r.images_per_second)[(len(rows) - 1) // 2] for rows in runs.values()]

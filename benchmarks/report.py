@@ -15,7 +15,7 @@ from benchmarks.memory import MemoryResult
 from benchmarks.raw import RawResult
 
 HEADER = ["kind", "scenario", "batching", "concurrency", "img/request", "img/s", "req/s", "p50 ms", "p99 ms", "errors",
-          "vs raw", "vs naive", "CPU s per worker"]
+          "vs raw", "vs naive", "CPU s per worker", "img/s by round"]
 CPU_FLAGS = {"avx2": ("avx2",), "avx512_vnni": ("avx512_vnni",), "amx": ("amx_tile", "amx_int8", "amx_bf16")}
 
 
@@ -40,12 +40,12 @@ def table(raw: list[RawResult], load: list[LoadResult]) -> str:
     naive = {(n.images_per_request, n.concurrency): n.images_per_second for n in load if n.kind == "naive"}
     rows = [["raw", f"{r.model} batch {r.batch}", "-", "1", str(r.batch), f"{r.images_per_second:.0f}",
              f"{r.runs / r.seconds:.1f}", _ms(r.p50_ms), _ms(r.p99_ms), "0",
-             _ratio(r.images_per_second, raw_reference(raw, r.batch)), "-", "-"] for r in raw]
+             _ratio(r.images_per_second, raw_reference(raw, r.batch)), "-", "-", "-"] for r in raw]
     rows += [[s.kind, s.scenario, "-" if s.batching is None else "on" if s.batching else "off", str(s.concurrency),
               str(s.images_per_request), f"{s.images_per_second:.0f}", f"{s.requests_per_second:.1f}", _ms(s.p50_ms),
               _ms(s.p99_ms), str(s.errors), _ratio(s.images_per_second, raw_reference(raw, s.images_per_request)),
               _ratio(s.images_per_second, naive.get((s.images_per_request, s.concurrency))),
-              "/".join(f"{c:.1f}" for c in s.worker_cpu) or "-"]
+              "/".join(f"{c:.1f}" for c in s.worker_cpu) or "-", "/".join(f"{x:.0f}" for x in s.spread) or "-"]
              for s in sorted(load, key=lambda s: s.kind != "naive")]  # the baseline first, then the service
     lines = [HEADER, ["---"] * len(HEADER), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
