@@ -123,11 +123,13 @@ def _shrink(image: Image.Image) -> Image.Image:
     image does, so no full-size copy is ever made.
     """
     factor = max(1, max(image.size) // WORK)
+    if factor == 1:  # already small (most requests): only the mode may need changing
+        return _reducible(image)
     rows = factor * max(1, STRIP_PIXELS // (image.width * factor))
     strips = []
     for top in range(0, image.height, rows):
         strip = _reducible(image.crop((0, top, image.width, min(image.height, top + rows))))
-        strips.append(strip.reduce(factor) if factor > 1 else strip)
+        strips.append(strip.reduce(factor))
     small = Image.new(strips[0].mode, (strips[0].width, sum(s.height for s in strips)))
     for i, strip in enumerate(strips):
         small.paste(strip, (0, i * (rows // factor)))
@@ -165,7 +167,8 @@ def _to_tensor(gray: Image.Image) -> np.ndarray:
     """float32 [28, 28, 1] in [0, 1], light object on dark background."""
     pixels = np.asarray(gray)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = int(np.median(border))
+    middle = len(border) // 2  # the median (upper, for an even count), without np.median's generality
+    background = int(np.partition(border, middle)[middle])
     if gray.size != (SIZE, SIZE):
         pixels = np.asarray(ImageOps.pad(gray, (SIZE, SIZE), method=Image.Resampling.LANCZOS, color=background))
     tensor = pixels.astype(np.float32) / 255.0

@@ -17,9 +17,8 @@ from service.metrics import INFERENCE_SECONDS
 log = logging.getLogger(__name__)
 
 
-# Per-image gain of a merged run over single runs needed to wait for more requests; speed-up of
-# a lone image on every core over one thread needed to keep the every-core session.
-WAIT_GAIN, WIDE_GAIN = 2.0, 1.1
+# Per-image gain of a merged run over single runs needed to wait for more requests.
+WAIT_GAIN = 2.0
 
 
 class InvalidModel(Exception):
@@ -64,6 +63,7 @@ class ModelRuntime:
     session: ort.InferenceSession
     provider: str
     wide: ort.InferenceSession | None = None  # every core, for a run alone in the server (CPU only)
+    lone: cores.LoneRuns | None = None  # which session lone runs use
 
     @classmethod
     def load(cls, repository: Path, name: str, version: int, providers: list[str], threads: int,
@@ -130,18 +130,17 @@ class ModelRuntime:
                 raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
 
     def _try_wide(self, wide: ort.InferenceSession) -> None:
-        """Keep the every-core session only if a lone image really runs faster on it (WIDE_GAIN).
+        """Add the every-core session, for runs alone in the server when it is the faster one.
 
-        On the 2-core EPYC two threads ran one image 1.3–1.9× faster on a quiet machine, and 2×
-        slower while another job held a core: measured, not assumed. Kept, it took single-image
-        traffic at concurrency 1 from 232 to 313 img/s; it never spins (spinning threads took the
-        core from the other worker's runs and cut concurrency 8 from 447 to 275 img/s).
+        Kept, it took single-image traffic at concurrency 1 from 232 to 313 img/s on the 2-core
+        EPYC. It never spins: spinning pool threads took the core from the other worker's runs
+        and cut concurrency 8 from 447 to 275 img/s. Which session is faster is measured here and
+        then by every lone run (cores.LoneRuns), since the host changes its mind.
         """
         narrow, wide_s = self._best_seconds(1, self.session), self._best_seconds(1, wide)
-        keep = narrow / wide_s >= WIDE_GAIN
-        log.info("%s/%s: one image %.2f ms on %s, %.2f ms on every core: %s", self.name, self.version, narrow * 1000,
-                 "one thread", wide_s * 1000, "a lone run uses every core" if keep else "every run uses one thread")
-        self.wide = wide if keep else None
+        log.info("%s/%s: one image %.2f ms on one thread, %.2f ms on every core", self.name, self.version,
+                 narrow * 1000, wide_s * 1000)
+        self.wide, self.lone = wide, cores.LoneRuns([narrow, wide_s])
 
     def _best_seconds(self, size: int, session: ort.InferenceSession | None = None, repeats: int = 5) -> float:
         """The fastest of a few runs on zeros of `size` images."""
@@ -180,6 +179,9 @@ class ModelRuntime:
             out = self.session.run(None, {self.inputs[0].name: batch})[0]
         else:
             with cores.running() as alone:
-                out = (self.wide if alone else self.session).run(None, {self.inputs[0].name: batch})[0]
+                which = self.lone.pick() if alone else 0
+                out = (self.wide if which else self.session).run(None, {self.inputs[0].name: batch})[0]
+                if alone:
+                    self.lone.record(which, time.perf_counter() - started, n)
         INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return out[:n]

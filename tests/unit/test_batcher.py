@@ -172,3 +172,12 @@ def test_runs_are_counted_across_processes():
         child.join(10)
     with cores.running() as alone:
         assert alone
+
+
+def test_lone_runs_follow_the_faster_session_and_notice_when_it_changes():
+    lone = cores.LoneRuns([0.002, 0.001])  # every core measured twice as fast at load
+    picks = [lone.pick() for _ in range(32)]
+    assert picks.count(1) == 30 and picks[15] == picks[31] == 0  # every 16th tries the other one
+    for _ in range(20):  # the host takes the second core away: every-core runs become slow
+        lone.record(1, 0.004, 1)
+    assert [lone.pick() for _ in range(15)] == [0] * 15
