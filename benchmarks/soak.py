@@ -105,7 +105,9 @@ def traffic(url: str, bodies: list[Payload], rate: float, until: float, tally: T
 def operators(url: str, repository: Path, until: float, tally: Tally) -> list[threading.Thread]:
     """Scrapes, admin calls and publishes, each on its own clock."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    # Read once: the version they come from is pruned by the third publish.
     source = modelrepo.version_dir(repository, MODEL, modelrepo.newest_version(repository, MODEL))
+    model, metadata = (source / modelrepo.MODEL_FILE).read_bytes(), modelrepo.read_metadata(source)
 
     def every(seconds: float, kind: str, action) -> threading.Thread:
         def loop() -> None:
@@ -134,8 +136,8 @@ def operators(url: str, repository: Path, until: float, tally: Tally) -> list[th
 
     def publish(_: int):
         with tempfile.TemporaryDirectory() as staging:
-            shutil.copy(source / modelrepo.MODEL_FILE, Path(staging) / modelrepo.MODEL_FILE)
-            version = modelrepo.publish(repository, MODEL, Path(staging), modelrepo.read_metadata(source))
+            (Path(staging) / modelrepo.MODEL_FILE).write_bytes(model)
+            version = modelrepo.publish(repository, MODEL, Path(staging), metadata)
         modelrepo.prune(repository, MODEL, keep=3)
         return True, f"published {version}"
 

@@ -74,6 +74,10 @@ class ModelManager:
         """The models this worker knows (label values for metrics)."""
         return frozenset(self._slots)
 
+    def sessions_let_go(self) -> int:
+        """How many sessions this worker has stopped serving so far (the poller returns their memory)."""
+        return sum(slot.let_go for slot in self._slots.values())
+
     def versions(self, name: str) -> list[int]:
         try:
             return modelrepo.list_versions(self._repository, name)

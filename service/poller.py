@@ -2,6 +2,8 @@
 repository every RELOAD_POLL_SECONDS, both through the model manager's own methods."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -29,7 +31,12 @@ class Poller:
 
     def _run(self) -> None:
         next_scan = time.monotonic() + self._reload
+        let_go = released = self._manager.sessions_let_go()
         while not self._stop.wait(min(DECISION_TICK, self._reload or DECISION_TICK)):
+            # A tick after sessions were let go (requests still on them have finished by then).
+            if released != let_go:
+                released = let_go
+                release_freed_memory()
             try:
                 self._manager.apply_decisions()
                 if self._reload and time.monotonic() >= next_scan:
@@ -38,3 +45,18 @@ class Poller:
                     REPOSITORY_SCANS.inc()
             except Exception:  # the poller must outlive anything the filesystem does
                 log.exception("model repository poll failed")
+            let_go = self._manager.sessions_let_go()
+
+
+def release_freed_memory() -> None:
+    """Hand the pages of freed sessions back to the system.
+
+    glibc keeps freed memory in its per-thread arenas, fragmented by the request threads' small
+    allocations: 300 unload/load cycles of the int8 model under traffic grew a worker from 120 to
+    185 MB, where it stayed. malloc_trim(0) releases the free pages of every arena.
+    """
+    gc.collect()  # sessions caught in reference cycles go now, not at some later collection
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass

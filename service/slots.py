@@ -51,6 +51,7 @@ class Slot:
     current: Served | None = None
     failed: dict[int, tuple] = field(default_factory=dict)  # version → its files' signature when it failed
     last_error: str = ""
+    let_go: int = 0  # how many sessions this slot stopped serving (their memory can be returned)
 
     def follow(self) -> None:
         """Serve what the decision says: nothing, the pinned version, or the newest that loads."""
@@ -89,14 +90,17 @@ class Slot:
         old, self.current = self.current, self.loading.serve(runtime, files)
         metrics.MODEL_INFO.labels(self.name, str(runtime.version), runtime.provider).set(1)
         metrics.IMAGES.labels(self.name, str(runtime.version))
-        if old is not None and old.version != runtime.version:
-            metrics.MODEL_INFO.labels(self.name, str(old.version), old.provider).set(0)
+        if old is not None:
+            self.let_go += 1
+            if old.version != runtime.version:
+                metrics.MODEL_INFO.labels(self.name, str(old.version), old.provider).set(0)
         log.info("serving %s/%s on %s (pid %d)", self.name, runtime.version, runtime.provider, os.getpid())
 
     def drop(self) -> None:
         if self.current is not None:
             metrics.MODEL_INFO.labels(self.name, str(self.current.version), self.current.provider).set(0)
             self.current = None
+            self.let_go += 1
 
     def _intact(self, signature: tuple) -> bool:
         """Whether the served version's files still verify. It keeps serving from memory either
