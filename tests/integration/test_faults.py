@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -86,27 +87,65 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_r
         server.stop()
 
 
-def test_sigterm_under_load_loses_no_accepted_request(tiny_repo, tmp_path, image):
+def test_sigterm_under_load_answers_every_client_connected_before_it(tiny_repo, tmp_path, image):
     server = start_server(tiny_repo, tmp_path, GRACEFUL_TIMEOUT="10")
-    with Load(server.url, image) as load:
-        while len(load.results) < 50:
-            time.sleep(0.05)
-        started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        code = server.process.wait(20)
-        stopped = time.monotonic() - started
-    _report("SIGTERM under load", load)
+    request = _request(image)
+    results, stop = [], threading.Event()
+    clients = [threading.Thread(target=_connect_and_ask, args=(server.port, request, stop, results)) for _ in range(6)]
+    for client in clients:
+        client.start()
+    while len(results) < 50:
+        time.sleep(0.05)
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(20)
+    stopped = time.monotonic() - sent
+    stop.set()
+    for client in clients:
+        client.join()
+    before = [answer for connected, answer in results if connected < sent]
+    after = [answer for connected, answer in results if connected >= sent]
+    print(f"\nSIGTERM under load: {sum(a != OK for a in before)} failures of {len(before)} requests connected before it; "
+          f"after it: {dict(Counter(after))}")
     assert code == 0 and stopped < 10, (code, stopped)
-    # After the stop, new connections are refused (never accepted); nothing accepted may be cut off.
-    assert set(load.failures()) <= {"refused"}, load.failures()
+    assert before and all(answer == OK for answer in before), before
+    # A connection made after SIGTERM is answered, refused once every listening socket is closed,
+    # or reset by the kernel if it landed in a socket's queue between its last accept and its
+    # close (no process can drain that instant; a load balancer stops sending first, see the
+    # preStop hook in deploy/k8s). It never gets an error answer.
+    assert not [answer for answer in after if answer.startswith("HTTP/") and answer != OK], after
+
+
+OK = "HTTP/1.1 200 OK"
+
+
+def _request(image: bytes) -> bytes:
+    return (f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(image)}\r\n"
+            f"Connection: close\r\n\r\n").encode() + image
+
+
+def _connect_and_ask(port: int, request: bytes, stop: threading.Event, results: list) -> None:
+    """One client: connect, ask, read the status line, again, until refused; each result is
+    (when the connection was established, the status line or what went wrong)."""
+    while not stop.is_set():
+        try:
+            client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            results.append((time.monotonic(), "refused"))
+            return
+        connected = time.monotonic()
+        try:
+            client.sendall(request)
+        except OSError:
+            pass  # reset: the status line below says so
+        results.append((connected, _status_line(client).decode(errors="replace") or "closed without an answer"))
 
 
 def test_sigterm_answers_every_connected_client_including_the_backlog(tiny_repo, tmp_path, image):
     server = start_server(tiny_repo, tmp_path, WEB_CONCURRENCY="1", THREADS="2")
     worker = server.workers()[0]
     os.kill(worker, signal.SIGSTOP)  # the worker accepts nothing: new clients wait in the kernel's backlog
-    request = (f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(image)}\r\n"
-               f"Connection: close\r\n\r\n").encode() + image
+    request = _request(image)
     clients = []
     for _ in range(20):
         client = socket.create_connection(("127.0.0.1", server.port), timeout=30)
