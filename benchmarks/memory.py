@@ -6,6 +6,7 @@ from pathlib import Path
 
 from benchmarks.generators import hey
 from benchmarks.payloads import Payload
+from service.testing import rss_mb
 
 REQUESTS = 10_000
 CONCURRENCY = 8
@@ -36,13 +37,6 @@ def workers(master: int) -> list[int]:
         if ppid == master:
             children.append(int(stat.parent.name))
     return sorted(children)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024  # kB → MB
-    return 0.0
 
 
 def measure_memory(url: str, master: int, payload: Payload, tmp: Path, requests: int = REQUESTS, rounds: int = 2) -> MemoryResult:

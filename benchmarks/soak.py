@@ -20,9 +20,8 @@ import numpy as np
 import requests
 
 import modelrepo
-from benchmarks.memory import rss_mb
 from benchmarks.payloads import Payload, payloads, test_images
-from service.testing import ROOT, start_server
+from service.testing import ROOT, rss_mb, start_server
 
 MODEL, SPARE = "fashion-mnist", "fashion-mnist-int8"
 TOKEN = "soak-token"

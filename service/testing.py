@@ -21,6 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 60.0
 
 
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now, in MB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # kB → MB
+    except OSError:
+        pass
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

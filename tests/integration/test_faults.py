@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import modelrepo
-from service.testing import start_server
+from service.testing import rss_mb, start_server
 from tests.tiny_model import publish_tiny
 
 TOKEN = "fault-token"
@@ -61,8 +61,24 @@ def _cause(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _report(name: str, load: Load) -> None:
-    print(f"\n{name}: {len(load.failures())} failures of {len(load.results)} requests {sorted(set(map(str, load.failures())))}")
+class Figures:
+    """The line each test prints for RELIABILITY.md: failures of total, how long it ran, and the
+    workers' resident memory (summed: workers come and go here) before and after."""
+
+    def __init__(self, server):
+        self.server, self.started, self.rss = server, time.monotonic(), _rss(server)
+
+    def report(self, name: str, failures: int, total: int, detail: str = "") -> None:
+        after = "exited" if self.server.process.poll() is not None else f"{_rss(self.server):.0f} MB"
+        print(f"\n{name}: {failures} failures of {total} requests in {time.monotonic() - self.started:.1f} s; "
+              f"workers' RSS {self.rss:.0f} MB before, {after} after {detail}".rstrip())
+
+    def load(self, name: str, load: Load) -> None:
+        self.report(name, len(load.failures()), len(load.results), str(sorted(set(map(str, load.failures())))))
+
+
+def _rss(server) -> float:
+    return sum(rss_mb(pid) for pid in server.workers())
 
 
 @pytest.fixture
@@ -73,6 +89,7 @@ def image(png) -> bytes:
 def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_repo, tmp_path, image, eventually):
     server = start_server(tiny_repo, tmp_path)
     try:
+        figures = Figures(server)
         with Load(server.url, image) as load:
             eventually(lambda: len(load.results) > 50, what="load")
             victim = server.workers()[0]
@@ -80,7 +97,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_r
             eventually(lambda: server.replaced(victim), what="a new worker, booted")
             after_respawn = len(load.results)
             eventually(lambda: len(load.results) > after_respawn + 50, what="load after the respawn")
-        _report("SIGKILL a worker under load", load)
+        figures.load("SIGKILL a worker under load", load)
         assert len(load.failures()) <= 2 * 6, "more requests failed than the 6 clients could have had on that worker"
         assert all(r == 200 for r in load.results[after_respawn + 6:]), "requests failed after the respawn"
     finally:
@@ -89,6 +106,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_r
 
 def test_sigterm_under_load_answers_every_client_connected_before_it(tiny_repo, tmp_path, image):
     server = start_server(tiny_repo, tmp_path, GRACEFUL_TIMEOUT="10")
+    figures = Figures(server)
     request = _request(image)
     results, stop = [], threading.Event()
     clients = [threading.Thread(target=_connect_and_ask, args=(server.port, request, stop, results)) for _ in range(6)]
@@ -105,8 +123,8 @@ def test_sigterm_under_load_answers_every_client_connected_before_it(tiny_repo, 
         client.join()
     before = [answer for connected, answer in results if connected < sent]
     after = [answer for connected, answer in results if connected >= sent]
-    print(f"\nSIGTERM under load: {sum(a != OK for a in before)} failures of {len(before)} requests connected before it; "
-          f"after it: {dict(Counter(after))}")
+    figures.report("SIGTERM under load", sum(a != OK for a in before), len(before),
+                   f"(connected before it; after it: {dict(Counter(after))})")
     assert code == 0 and stopped < 10, (code, stopped)
     assert before and all(answer == OK for answer in before), before
     # A connection made after SIGTERM is answered, refused once every listening socket is closed,
@@ -143,6 +161,7 @@ def _connect_and_ask(port: int, request: bytes, stop: threading.Event, results: 
 
 def test_sigterm_answers_every_connected_client_including_the_backlog(tiny_repo, tmp_path, image):
     server = start_server(tiny_repo, tmp_path, WEB_CONCURRENCY="1", THREADS="2")
+    figures = Figures(server)
     worker = server.workers()[0]
     os.kill(worker, signal.SIGSTOP)  # the worker accepts nothing: new clients wait in the kernel's backlog
     request = _request(image)
@@ -160,7 +179,7 @@ def test_sigterm_answers_every_connected_client_including_the_backlog(tiny_repo,
     started = time.monotonic()
     assert server.process.wait(30) == 0
     assert time.monotonic() - started < 5, "the worker waited out the graceful timeout after its last answer"
-    print(f"\nSIGTERM with 20 clients in the backlog: {answers.count(b'HTTP/1.1 200 OK')} of 20 answered 200")
+    figures.report("SIGTERM with 20 clients in the backlog", 20 - answers.count(b"HTTP/1.1 200 OK"), 20)
     assert answers == [b"HTTP/1.1 200 OK"] * 20, answers
 
 
@@ -207,6 +226,7 @@ def test_a_publish_that_fails_on_disk_leaves_no_partial_version(tiny_repo, tmp_p
         folder.chmod(0o755)  # nobody must reach the repository to be refused by it
     server = start_server(tiny_repo, tmp_path, RELOAD_POLL_SECONDS="0.3")
     try:
+        figures = Figures(server)
         (tiny_repo / "fashion-mnist").chmod(0o555)
         child = multiprocessing.get_context("fork").Process(target=fault, args=(tiny_repo,))
         child.start()
@@ -217,7 +237,9 @@ def test_a_publish_that_fails_on_disk_leaves_no_partial_version(tiny_repo, tmp_p
         scans = metric(server.url, "serving_repository_scans_total")
         eventually(lambda: metric(server.url, "serving_repository_scans_total") >= scans + 4, what="scans after the fault")
         assert metric(server.url, "serving_model_load_failures_total") == 0, "a reader saw a partial version"
-        assert all(classify(server.url) == (200, "1") for _ in range(10))
+        answers = [classify(server.url) for _ in range(10)]
+        figures.report(f"publish fails on disk ({fault.__name__})", sum(a != (200, "1") for a in answers), len(answers))
+        assert answers == [(200, "1")] * 10
         assert publish_tiny(tiny_repo, seed=3) == 2  # the next publish cleans up and goes on
         assert not [p for p in (tiny_repo / "fashion-mnist").iterdir() if p.name.startswith(".tmp-")]
     finally:
@@ -228,6 +250,7 @@ def test_a_publish_that_fails_on_disk_leaves_no_partial_version(tiny_repo, tmp_p
 def test_a_served_file_corrupted_on_disk_keeps_serving_from_memory(tiny_repo, tmp_path, classify, metric, eventually):
     server = start_server(tiny_repo, tmp_path, ADMIN_TOKEN=TOKEN, RELOAD_POLL_SECONDS="0.3")
     try:
+        figures = Figures(server)
         model = modelrepo.version_dir(tiny_repo, "fashion-mnist", 1) / "model.onnx"
         corrupt = model.with_name("corrupt.tmp")
         corrupt.write_bytes(model.read_bytes()[:100])
@@ -242,7 +265,9 @@ def test_a_served_file_corrupted_on_disk_keeps_serving_from_memory(tiny_repo, tm
                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert answer.status_code == 400 and "sha256" in answer.json()["error"]
         model.unlink()
-        assert all(classify(server.url) == (200, "1") for _ in range(10))
+        answers = [classify(server.url) for _ in range(10)]
+        figures.report("served model.onnx truncated, then deleted", sum(a != (200, "1") for a in answers), len(answers))
+        assert answers == [(200, "1")] * 10
     finally:
         server.stop()
 
@@ -250,6 +275,7 @@ def test_a_served_file_corrupted_on_disk_keeps_serving_from_memory(tiny_repo, tm
 def test_broken_versions_appearing_while_workers_restart_never_take_the_service_down(tiny_repo, tmp_path, image, eventually):
     server = start_server(tiny_repo, tmp_path, RELOAD_POLL_SECONDS="0.2")
     try:
+        figures = Figures(server)
         with Load(server.url, image, threads=4) as load:
             for round_ in range(4):
                 victim = server.workers()[0]
@@ -260,7 +286,7 @@ def test_broken_versions_appearing_while_workers_restart_never_take_the_service_
                 eventually(lambda: server.replaced(victim), what="a new worker, booted")
             settled = len(load.results)
             eventually(lambda: len(load.results) > settled + 40, what="load after the last restart")
-        _report("4 worker kills with broken versions appearing", load)
+        figures.load("4 worker kills with broken versions appearing", load)
         assert server.process.poll() is None, "the master died"
         # Each worker listens on a socket of its own (reuse_port), so besides its request in flight
         # a client can lose one reconnect that landed in the dying worker's listen queue.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import requests
 
-from service.testing import start_server
+from service.testing import rss_mb, start_server
 
 SLOW_SOCKETS = 64
 READ_TIMEOUT = 3.0
@@ -68,6 +68,8 @@ SLOW_BODY = b"POST /v2/models/fashion-mnist/infer HTTP/1.1\r\nHost: localhost\r\
 
 @pytest.mark.parametrize("request_bytes, first", [(SLOW_HEAD, 20), (SLOW_BODY, len(SLOW_BODY) - 4990)], ids=["slow-head", "slow-body"])
 def test_slow_sockets_neither_stall_the_service_nor_outlive_the_read_timeout(one_worker, request_bytes, first):
+    (worker,) = one_worker.workers()
+    rss, started = rss_mb(worker), time.monotonic()
     trickle = Trickle(one_worker.port, request_bytes, first=first)
     try:
         latencies = [_health_seconds(one_worker.url) for _ in range(5)]
@@ -78,6 +80,8 @@ def test_slow_sockets_neither_stall_the_service_nor_outlive_the_read_timeout(one
         trickle.stop()
         for s in trickle.sockets:
             s.close()
+    print(f"{SLOW_SOCKETS} slow sockets answered 408 in {time.monotonic() - started:.1f} s; "
+          f"the worker's RSS {rss:.0f} MB before, {rss_mb(worker):.0f} MB after")
     assert {a.split(b"\r\n", 1)[0] for a in answers} == {b"HTTP/1.1 408 Request Timeout"}
     assert all(b'"error":' in a and b"REQUEST_READ_TIMEOUT" in a for a in answers)
     metrics = requests.get(f"{one_worker.url}/metrics", timeout=10).text
