@@ -84,8 +84,8 @@ def measure_round(targets: list[Target], concurrencies: list[int], duration: flo
     for concurrency in concurrencies:
         for target in targets:
             for payload in target.bodies:
-                summary, cpu = _long_enough(target.server, generator, payload, tmp, concurrency, duration,
-                                            everyone=[t.server for t in targets])
+                summary, cpu = _long_enough(target.server, [t.server for t in targets], generator, payload, tmp,
+                                            concurrency, duration)
                 results.append(result := LoadResult(target.kind, payload.scenario, target.batching, concurrency, payload.images,
                                                     summary.seconds, summary.ok, summary.errors, summary.p50_ms, summary.p99_ms, cpu))
                 mode = "" if target.batching is None else f" batching {'on' if target.batching else 'off'}"
@@ -111,20 +111,20 @@ def _median(results: list[LoadResult]) -> LoadResult:
                    spread=tuple(r.images_per_second for r in results) if len(results) > 1 else ())
 
 
-def _long_enough(server: Server, generator: str, payload: Payload, tmp: Path, concurrency: int,
-                 duration: float, everyone: list[Server] | None = None) -> tuple[Summary, tuple[float, ...]]:
+def _long_enough(server: Server, everyone: list[Server], generator: str, payload: Payload, tmp: Path,
+                 concurrency: int, duration: float) -> tuple[Summary, tuple[float, ...]]:
     """One bounded run, redone longer while wrk completed too few requests per connection.
 
-    Every server up (`everyone`, which includes this one) is settled first, not only this one: the naive app still works
-    through the 64-image requests wrk dropped at c=32 (seconds of both cores) when the service's
-    next row starts, and that row used to read up to a third low.
+    Every server up (`everyone`) is idle first, not only the one measured: the naive app was still
+    working through the 64-image requests wrk dropped at c=32 (seconds of both cores) when the
+    service's next row started, and that row read up to a third low.
 
     Also the CPU seconds each worker used in the run kept: keep-alive connections stay with the
     worker that accepted them, so the load can land on fewer workers than there are.
     """
     run, limit, wanted = RUNNERS[generator], duration * MAX_STRETCH, MIN_PER_CONNECTION * concurrency
     while True:
-        for up in everyone or [server]:
+        for up in everyone:
             settle(up)
         pids = server.workers()
         before = [cpu_seconds([pid]) for pid in pids]
