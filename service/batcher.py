@@ -13,7 +13,7 @@ MAX_QUEUE_DELAY_MS. On the CPU it never waits: waiting made single-image request
 and on the H100 a fixed 2 ms wait made batching on four times slower than off.
 
 Why leaders instead of a batcher thread: a dedicated thread needs the GIL several times per
-batch and, among busy request threads, waits up to the 5 ms switch interval for it each time.
+batch and, among busy request threads, waits up to a GIL switch interval (5 ms by default) for it each time.
 Measured on an H100 with 8 workers, that thread made single-image p50 latency 120 ms; a
 leader already holds the GIL.
 """
@@ -46,10 +46,10 @@ class _Pending:
 class Batcher:
     """Merges concurrent `submit` calls for one model version into shared runs."""
 
-    def __init__(self, run: RunFn, model: str, max_batch_size: int, wait_s: float = 0.0, merge: bool = True):
+    def __init__(self, run: RunFn, model: str, max_batch_size: int, wait_s: float = 0.0):
         self._run = run
         self._model = model
-        self._max = max_batch_size if merge else 1
+        self._max = max_batch_size
         self._delay = wait_s if max_batch_size > 1 else 0.0  # 0: merge only what is queued
         BATCH_WAIT.labels(model).set(self._delay)
         self._cond = threading.Condition()

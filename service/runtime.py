@@ -154,20 +154,19 @@ class ModelRuntime:
             times.append(time.perf_counter() - started)
         return min(times)
 
-    def batching(self, max_wait_s: float, probe: int = 8) -> tuple[bool, float]:
-        """(merge, wait): whether concurrent requests should share runs, and how long a batch may
-        wait for more. Only where merging pays, as measured here.
+    def merge_wait(self, max_wait_s: float, probe: int = 8) -> float:
+        """How long a batch may wait for more requests: only where merging pays, as measured here.
 
-        Times one image and `probe` images (best of three each). Queued requests are always merged:
-        one run at a time per worker is what a CPU wants (several concurrent runs oversubscribe its
-        cores), and on a GPU merging is the point. Where a merged run is cheaper per image by
-        WAIT_GAIN (a GPU), a batch may also wait for more, for at most one single-image run.
+        Times one image and `probe` images (best of three each). Queued requests are merged either
+        way (the batcher runs one at a time per worker, which is what a CPU wants too); where a
+        merged run is cheaper per image by WAIT_GAIN (a GPU), a batch may also wait for more, for at
+        most one single-image run.
         """
         single, merged = self._best_seconds(1), self._best_seconds(probe, repeats=3)
         gain = single / (merged / probe)
         log.info("%s/%s: one image %.2f ms, %d images %.2f ms (%.1f× cheaper each merged)", self.name, self.version,
                  single * 1000, probe, merged * 1000, gain)
-        return True, (min(max_wait_s, single) if gain >= WAIT_GAIN else 0.0)
+        return min(max_wait_s, single) if gain >= WAIT_GAIN else 0.0
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output (the probabilities) for one batch of inputs."""

@@ -39,8 +39,8 @@ class Loading:
                                  wide_threads=self.wide_threads)
 
     def serve(self, runtime: ModelRuntime, files: tuple) -> Served:
-        merge, wait = runtime.batching(self.max_queue_delay_ms / 1000, probe=min(8, self.max_batch_size)) if self.max_batch_size > 1 else (False, 0.0)
-        return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, wait, merge=merge), files)
+        wait = runtime.merge_wait(self.max_queue_delay_ms / 1000, probe=min(8, self.max_batch_size)) if self.max_batch_size > 1 else 0.0
+        return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, wait), files)
 
 
 @dataclass

@@ -156,7 +156,11 @@ class ServiceWorker(ThreadWorker):
             self._refuse(conn, self.too_large)
         elif ready:
             self._dispatch(conn)
-        elif frame.expects_continue and not frame.continued:
+        else:
+            self._continue_if_asked(conn, frame)
+
+    def _continue_if_asked(self, conn: TConn, frame: Frame) -> None:
+        if frame.expects_continue and not frame.continued:
             frame.continued = True  # the client holds its body back until told to send it
             self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -262,9 +266,7 @@ class ServiceWorker(ThreadWorker):
         else:
             deadline = time.monotonic() + (self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOP_KEEPALIVE_LINGER))
         self._read_request(conn, frame, deadline)
-        if frame.expects_continue and not frame.continued:
-            frame.continued = True
-            self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._continue_if_asked(conn, frame)
 
     # -- the request threads ----------------------------------------------------------------------
     def handle(self, conn: TConn):

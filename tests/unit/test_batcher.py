@@ -130,10 +130,9 @@ def test_a_leader_waits_for_requests_on_their_way_only_when_allowed(runtime):
 
 def test_waiting_is_allowed_only_where_merged_runs_are_much_cheaper_per_image(runtime, cnn):
     # The tiny model's runs are all overhead: eight images cost about what one does.
-    merge, wait = runtime.batching(0.002)
-    assert merge and 0 < wait <= 0.002
+    assert 0 < runtime.merge_wait(0.002) <= 0.002
     # The course CNN on a CPU: eight images cost nearly eight times one, so no batch waits.
-    assert cnn.batching(0.002) == (True, 0.0)
+    assert cnn.merge_wait(0.002) == 0.0
 
 
 @pytest.fixture(scope="module")
