@@ -7,7 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from training.config import NONE, QUANT_SCHEME, QUANT_SCHEMES, RETRAIN, SERVED, TrainConfig
+from training.config import MIN_ACCURACY, NONE, QUANT_SCHEME, QUANT_SCHEMES, RETRAIN, SERVED, SIGNIFICANCE, TrainConfig
 from training.data import DatasetError
 
 # Only the standard library, training.config and training.data (numpy) are imported here:
@@ -98,7 +98,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     published = publish_quantized(args.repository, args.source, args.version, args.name, args.calibration_images, args.scheme)
     if published is None:
-        print(f"error: no valid version {args.version or ''} of {args.source} in {args.repository}", file=sys.stderr)
+        print(f"error: no valid version{f' {args.version}' if args.version else ''} of {args.source} in {args.repository}", file=sys.stderr)
         return 2
     version, int8, fp32 = published
     print(f"published {args.name}/{version}: test accuracy {int8:.4f} (fp32 {fp32:.4f})")
@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=RETRAIN.init_from, metavar="WEIGHTS",
                    help=f"'{SERVED}' (default: the version the service serves), a .keras or model.onnx path, or '{NONE}'")
     _add_repository_options(p)
-    p.add_argument("--min-accuracy", type=float, default=0.90, help="absolute floor (default %(default)s)")
-    p.add_argument("--significance", type=_significance, default=0.05,
+    p.add_argument("--min-accuracy", type=float, default=MIN_ACCURACY, help="absolute floor (default %(default)s)")
+    p.add_argument("--significance", type=_significance, default=SIGNIFICANCE,
                    help="reject when McNemar's one-sided exact test says the candidate is worse than the served "
                         "or the best version at this level (default %(default)s; 0 never rejects on it)")
     # Defaults from the servers' own variables, so the CronJob and the compose trainer pass

@@ -10,6 +10,11 @@ from typing import NamedTuple
 SERVED = "served"  # the weights of the version the service serves (retrain only)
 NONE = "none"  # random initialisation
 
+# The promotion gate's defaults (training/gate.py): the absolute floor, and the level at which a
+# candidate is significantly worse than a reference.
+MIN_ACCURACY = 0.90
+SIGNIFICANCE = 0.05
+
 
 @dataclass(frozen=True)
 class TrainConfig:

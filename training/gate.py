@@ -22,7 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
-SIGNIFICANCE = 0.05
+from training.config import SIGNIFICANCE
+
 
 
 def mcnemar_worse_p(candidate_only: int, reference_only: int) -> float:

@@ -26,6 +26,8 @@ FLAGS = (
     ("avx_vnni", 7, 1, 0, 4),
     ("amx_int8", 7, 0, 3, 25),
 )
+# The flags that choose onnxruntime's int8 kernels (what a model card names).
+INT8_KERNEL_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def hardware() -> dict[str, str]:

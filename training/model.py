@@ -4,8 +4,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from training.contract import INPUT_NAME
+from training.data import CLASSES
+
 INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+NUM_CLASSES = CLASSES
 PARAMETERS = 1_413_834
 
 
@@ -14,7 +17,7 @@ def build_model() -> keras.Model:
     conv = lambda filters, size=3: layers.Conv2D(filters, size, activation="relu", padding="same")  # noqa: E731
     return keras.Sequential(
         [
-            keras.Input(shape=INPUT_SHAPE, name="images"),
+            keras.Input(shape=INPUT_SHAPE, name=INPUT_NAME),
             conv(64, 7),
             layers.MaxPooling2D(2),
             conv(128),

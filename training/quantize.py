@@ -10,6 +10,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 import modelrepo
 from training.config import QUANT_SCHEME, QUANT_SCHEMES
+from training.contract import INPUT_NAME
 from training.data import load_data
 from training.evaluate import evaluate_onnx
 from training.publish import Candidate, base_metadata, publish
@@ -26,7 +27,7 @@ class _Batches(CalibrationDataReader):
         return next(self._feeds, None)
 
 
-def quantize(fp32: Path, int8: Path, calibration: np.ndarray, input_name: str = "images", scheme: str = QUANT_SCHEME) -> None:
+def quantize(fp32: Path, int8: Path, calibration: np.ndarray, input_name: str = INPUT_NAME, scheme: str = QUANT_SCHEME) -> None:
     """Write an int8 QDQ copy of fp32 to int8, with activation ranges from calibration images."""
     settings = QUANT_SCHEMES[scheme]
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from modelrepo.schema import Metadata  # noqa: E402
+from training.hardware import INT8_KERNEL_FLAGS  # noqa: E402
 
 
 def plot_curves(history: dict[str, list[float]], path: Path) -> None:
@@ -64,7 +65,7 @@ def model_card(metadata: Metadata, curves: bool = False) -> str:
     curves_link = "\n![training curves](training_curves.png)\n" if curves else ""
     cpu = ev.hardware if ev else {}
     if cpu:
-        flags = ", ".join(k for k in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8") if cpu.get(k) == "yes") or "none of AVX2/VNNI/AMX"
+        flags = ", ".join(k for k in INT8_KERNEL_FLAGS if cpu.get(k) == "yes") or "none of AVX2/VNNI/AMX"
         accuracy += f", measured on {cpu.get('cpu', 'an unknown CPU')} ({flags}; onnxruntime {cpu.get('onnxruntime', '?')})"
     return f"""# {metadata.name} — model card
 

@@ -14,10 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import modelrepo
-from training.config import SERVED, TrainConfig, command_line
+from training.config import MIN_ACCURACY, SERVED, SIGNIFICANCE, TrainConfig, command_line
 from training.data import DatasetError, load_data
-from training.gate import SIGNIFICANCE, decide
+from training.gate import decide
 from training.publish import prepare, publish
+from training.runs import parent_commands
 from training.scoreboard import Scoreboard, pinned_version
 
 EXIT_PROMOTED = 0
@@ -36,7 +37,7 @@ class Job:
     repository: Path
     name: str
     config: TrainConfig
-    min_accuracy: float = 0.90
+    min_accuracy: float = MIN_ACCURACY
     significance: float = SIGNIFICANCE
     keep: int | None = None
     pin: int | None = None  # MODEL_VERSION of the servers
@@ -69,9 +70,9 @@ def _run(job: Job, outcome: dict) -> int:
     from training.train import summary, train  # noqa: PLC0415  (TensorFlow, once the dataset is there)
 
     board = Scoreboard(job.repository, job.name, data.test)
-    config, parent = _initial_weights(job, board, outcome)
+    config = _initial_weights(job, board, outcome)
     result = train(data, config)
-    run = summary(result) | {"commands": [*_parent_commands(job, parent), command_line(config, RUN_DIR),
+    run = summary(result) | {"commands": [*parent_commands(config.init_from), command_line(config, RUN_DIR),
                                           f"python -m training export {RUN_DIR} --repository {job.repository}"]}
     with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
         candidate = prepare(result.model, run, data, job.name, Path(staging))
@@ -107,23 +108,17 @@ def _run(job: Job, outcome: dict) -> int:
     return EXIT_PROMOTED
 
 
-def _initial_weights(job: Job, board: Scoreboard, outcome: dict) -> tuple[TrainConfig, int | None]:
-    """The config with `served` resolved to the served version's model.onnx, and that version."""
+def _initial_weights(job: Job, board: Scoreboard, outcome: dict) -> TrainConfig:
+    """The config with `served` resolved to the served version's model.onnx."""
     if job.config.init_from != SERVED:
         outcome["init_from"] = job.config.init_from
-        return job.config, None
+        return job.config
     served = board.current(pinned_version(job.name, job.pin, job.control_dir))
     if served is None:
         raise RuntimeError(f"--init-from {SERVED}: no servable version of {job.name} in {job.repository} (use --init-from none for a first model)")
     path = modelrepo.version_dir(job.repository, job.name, served) / modelrepo.MODEL_FILE
     outcome["init_from"] = {"version": served, "path": str(path)}
-    return replace(job.config, init_from=str(path)), served
-
-
-def _parent_commands(job: Job, parent: int | None) -> list[str]:
-    if parent is None:
-        return []
-    return list(modelrepo.verify(job.repository, job.name, parent).training.get("commands", []))
+    return replace(job.config, init_from=str(path))
 
 
 def _prune(job: Job, protect: set[int], outcome: dict) -> None:

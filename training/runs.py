@@ -69,6 +69,14 @@ def lineage(run_dir: Path) -> list[str]:
     return commands
 
 
+def parent_commands(init_from: str | None) -> list[str]:
+    """The commands behind what a run starts from: a published version's card, or a run's lineage."""
+    if not init_from:
+        return []
+    parent = Path(init_from).parent
+    return _version_commands(parent) if Path(init_from).suffix == ".onnx" else lineage(parent)
+
+
 def _config(run_dir: Path) -> TrainConfig | None:
     for name, read in (("config.json", lambda d: d), ("run.json", lambda d: d["config"])):
         if (run_dir / name).is_file():
