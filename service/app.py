@@ -8,7 +8,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from service import bodies, errors, metrics
+from service import errors, metrics
 from service.device import providers
 from service.images import Decoder
 from service.models import ModelManager
@@ -53,7 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     errors.init_app(app)
     metrics.init_app(app, manager.names, settings.model_name)
-    bodies.init_app(app, settings.max_request_bytes)
     from service.routes import admin, classify, inference, web  # noqa: PLC0415
 
     for blueprint in (classify.bp, inference.bp, admin.bp, web.bp):

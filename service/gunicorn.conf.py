@@ -8,6 +8,7 @@ import sys
 from prometheus_client import multiprocess
 
 from service import cores
+from service.http import config as _http  # not a bare name: gunicorn reads any name that is a setting's
 from service.settings import Settings
 
 _settings = Settings.from_env()
@@ -24,7 +25,9 @@ backlog = 2048
 # and batcher. Threads let one worker hold many concurrent requests that the batcher merges;
 # they mostly wait, so 8-32 is sane.
 workers = _settings.web_concurrency
-worker_class = "service.worker.ServiceWorker"
+# Our worker (service/http/worker.py): gunicorn's documented base.Worker, an event loop that parses
+# with llhttp and hands only complete requests to `threads`; health is answered by the loop itself.
+worker_class = "service.http.worker.ServiceWorker"
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
 # connections over them. With one shared socket, the worker that wakes first accepts a burst of
 # connections; kept-alive, they stay with it: wrk's 8 connections often all went to one worker.
@@ -46,7 +49,7 @@ preload_app = False
 control_socket_disable = True
 
 # -- Requests --------------------------------------------------------------------------------------
-# Request line and header limits; bodies are limited by the app (MAX_REQUEST_BYTES → 413 JSON).
+# Request line and header limits (414, 431); bodies are limited by MAX_REQUEST_BYTES (413); all JSON.
 limit_request_line = 8190
 limit_request_fields = 100
 
@@ -57,6 +60,11 @@ errorlog = "-"
 
 
 # -- Hooks -----------------------------------------------------------------------------------------
+def on_starting(server):
+    """Refuse, before any worker starts, a gunicorn setting the worker would silently ignore."""
+    _http.check_config(server.cfg)
+
+
 def child_exit(server, worker):
     """A dead worker's live gauges must stop counting (prometheus_client multiprocess mode)."""
     multiprocess.mark_process_dead(worker.pid)
