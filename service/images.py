@@ -3,149 +3,147 @@
 Fashion-MNIST items are light on a black background, centred, with their aspect ratio kept.
 Photos of products are usually dark on white, so an image whose border is light is inverted.
 
-What a client can make us spend is bounded before any pixel is decoded. Headers give each
-image's size: one decoded image may have MAX_IMAGE_PIXELS, one request MAX_REQUEST_PIXELS, and
-a worker decodes at most one image of over a megapixel at a time (a transparent 6300×6300 PNG
-is 154 kB on the wire and 160 MB decoded). Images shrink as early as Pillow allows: JPEGs are
-decoded at 1/2–1/8 scale straight to grayscale (`draft`), everything else is box-reduced to a
-few times 28 pixels right after decoding, before any conversion or compositing copies it.
+What a client can make us spend is bounded by limits the kernel enforces, not by knowing each
+format's tricks (issue 20): a file decodes in one of the worker's decoder processes
+(service/decode/sandbox.py), whose address space and CPU time are capped, unless its header
+proves it cheap (service/decode/admit.py: small PNG, GIF, BMP, baseline JPEG). One request's
+decoding, wherever it runs, may use DECODE_CPU_SECONDS; its pixels are capped as before (one
+image MAX_IMAGE_PIXELS, a request MAX_REQUEST_PIXELS), and images shrink as early as Pillow
+allows (service/decode/pixels.py). Here, the small image becomes the tensor.
 """
 from __future__ import annotations
 
 import base64
 import io
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from dataclasses import dataclass
 
 import numpy as np
+from flask import Flask, jsonify
 from PIL import Image, ImageOps
 
-from service.errors import BadRequest, PayloadTooLarge, ServingError
+from service.decode import admit, pixels
+from service.decode.pixels import FORMATS, PIXEL_WEIGHT, WORK  # noqa: F401 (the decoders' constants, imported from here)
+from service.decode.sandbox import Busy, Overrun, Sandbox
+from service.errors import BadRequest, NotReady, PayloadTooLarge
 
 SIZE = 28
-# Shrink to at least this before the final Lanczos resize: Pillow's reducing_gap of 3.
-WORK = SIZE * 3
-# Below this an image decodes without waiting for the worker's big-image slot (≤ 4 MB decoded).
-SMALL_PIXELS = 1_000_000
-# Pixels per strip when reducing: Pillow's reduce() copies RGBA/LA whole (premultiplied) first.
-STRIP_PIXELS = 1_000_000
-# The formats we document; anything else (EPS, which Pillow hands to Ghostscript, PSD, PDF…) is
-# refused. JPEG includes the multi-picture JPEGs of phones (Pillow's MPO), opened as JPEG.
-FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
-# Pillow decodes every WebP through libwebp's animation decoder, which keeps several full
-# canvases: about four times an RGBA image's memory. Its pixels count that much more.
-PIXEL_WEIGHT = {"WEBP": 4}
-# Our own limits replace Pillow's bomb check: they see the size after JPEG draft scaling.
-Image.MAX_IMAGE_PIXELS = None
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
 
 
-class Decoder:
-    """Decodes the images of requests within per-image, per-request and per-worker pixel budgets."""
+class DecodersBusy(NotReady):
+    """Every decoder process of this worker stayed busy past DECODE_WAIT_SECONDS: retry shortly."""
 
-    def __init__(self, image_pixels: int, request_pixels: int):
+    retry_after = 1
+
+
+@dataclass
+class _Budget:
+    """What the rest of one request may still spend on decoding."""
+
+    cpu_seconds: float
+    pixels: int
+    fast_bytes: int = admit.FAST_REQUEST_BYTES
+
+
+class Decoder:
+    """Decodes the images of requests within per-image and per-request budgets, costly ones in a sandbox."""
+
+    def __init__(self, image_pixels: int, request_pixels: int, sandbox: Sandbox | None = None, cpu_seconds: float = 1.0):
+        # Without a sandbox (tests of the decoding alone), every image decodes in this process.
         self.image_pixels = image_pixels
         self.request_pixels = request_pixels
-        self._big = threading.Lock()  # one image over SMALL_PIXELS decoding at a time, per worker
+        self.sandbox = sandbox
+        self.cpu_seconds = cpu_seconds
 
     def decode(self, uploads: list[tuple[str | None, bytes]]) -> np.ndarray:
         """(filename, bytes) pairs → float32 [N, 28, 28, 1] in [0, 1]; 4xx errors name the image."""
-        opened = [self._open(i, name, data) for i, (name, data) in enumerate(uploads)]
-        total = sum(_cost(image) for image in opened)
-        if total > self.request_pixels:
-            raise PayloadTooLarge(f"{total:,} pixels in one request, limit {self.request_pixels:,} (MAX_REQUEST_PIXELS)")
-        return np.stack([self._tensor(i, name, image) for i, ((name, _), image) in enumerate(zip(uploads, opened))])
+        budget = _Budget(self.cpu_seconds, self.request_pixels)
+        return np.stack([self._tensor(i, name, data, budget) for i, (name, data) in enumerate(uploads)])
 
-    def _open(self, index: int, name: str | None, data: bytes) -> Image.Image:
-        # Reads the header only: the size is known before any pixel is decoded.
+    def _tensor(self, index: int, name: str | None, data: bytes, budget: _Budget) -> np.ndarray:
+        which = _which(index, name)
         if not data:
-            raise BadRequest(f"{_which(index, name)}: empty image")
+            raise BadRequest(f"{which}: empty image")
+        if budget.cpu_seconds <= 0:
+            raise PayloadTooLarge(f"{which}: the images before it used up the request's decoding CPU "
+                                  f"(limit {self.cpu_seconds:g} s, DECODE_CPU_SECONDS)")
         try:
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-            image.draft("L" if image.mode in ("RGB", "L") else image.mode, (WORK, WORK))  # JPEG only; others ignore it
-        except Exception as exc:  # Pillow raises many types for unreadable headers
-            raise BadRequest(f"{_which(index, name)}: not an image format Pillow can decode ({type(exc).__name__}); "
-                             f"send {', '.join(FORMATS)}") from None
-        if _cost(image) > self.image_pixels:
-            weight = f" (a {image.format} pixel counts {PIXEL_WEIGHT[image.format]}×)" if image.format in PIXEL_WEIGHT else ""
-            raise PayloadTooLarge(f"{_which(index, name)}: image too large: {image.width}×{image.height} pixels{weight}, "
-                                  f"limit {self.image_pixels:,} (MAX_IMAGE_PIXELS)")
-        return image
-
-    def _tensor(self, index: int, name: str | None, image: Image.Image) -> np.ndarray:
+            small, orientation, cost = self._small(data, budget)
+        except pixels.DecodeError as exc:
+            raise _client_error(which, exc, self, budget) from None
+        except Overrun as exc:
+            raise _overrun(which, exc, self) from None
+        except admit.Refused as exc:
+            raise PayloadTooLarge(f"{which}: {exc}") from None
+        except Busy as exc:
+            raise DecodersBusy(f"{which}: no decoder free: {exc} (DECODE_PROCESSES, DECODE_WAIT_SECONDS); retry") from None
+        budget.pixels -= cost
         try:
-            with self._slot(_cost(image)):
-                image.load()  # GIF, WebP, TIFF…: the first frame or page only
-                orientation = _orientation(image)  # after load: a PNG's eXIf chunk may follow its pixels
-                small = _shrink(image)
             gray = _gray_on_white(small)
-            return _to_tensor(gray.transpose(orientation) if orientation else gray)
-        except ServingError:
-            raise
-        except Exception as exc:  # truncated or corrupt data: Pillow raises OSError, SyntaxError, ValueError, struct.error…
-            raise BadRequest(f"{_which(index, name)}: corrupt or truncated image ({type(exc).__name__}: {str(exc)[:80]})") from None
-        finally:
-            image.close()  # the decoded canvas goes now, not when the whole request is done
+            transpose = _TRANSPOSE.get(orientation or 0)
+            return _to_tensor(gray.transpose(transpose) if transpose else gray)
+        except Exception as exc:  # a mode Pillow decoded but cannot convert
+            raise BadRequest(f"{which}: corrupt or truncated image ({type(exc).__name__}: {str(exc)[:80]})") from None
 
-    @contextmanager
-    def _slot(self, pixels: int) -> Iterator[None]:
-        if pixels <= SMALL_PIXELS:
-            yield
-            return
-        with self._big:
-            yield
+    def _small(self, data: bytes, budget: _Budget) -> tuple[Image.Image, int | None, int]:
+        found = admit.header(data)
+        if self.sandbox is None or admit.in_process(data, found, budget.fast_bytes):
+            start = time.thread_time()
+            try:
+                return pixels.decode(data, self.image_pixels, budget.pixels)
+            finally:
+                budget.cpu_seconds -= time.thread_time() - start
+                budget.fast_bytes -= len(data)
+        admit.refuse_costly(data, found, self.sandbox.limits.memory_mb)
+        reply = None
+        try:
+            reply = self.sandbox.decode(data, budget.cpu_seconds, self.image_pixels, budget.pixels)
+        finally:  # killed: it may have used the whole budget
+            budget.cpu_seconds -= reply.cpu_seconds if reply else budget.cpu_seconds
+        return reply.result()
 
 
-def _cost(image: Image.Image) -> int:
-    """What decoding the image costs against the pixel budgets: its pixels, weighted by format."""
-    return image.width * image.height * PIXEL_WEIGHT.get(image.format or "", 1)
+def _client_error(which: str, exc: pixels.DecodeError, decoder: Decoder, budget: _Budget) -> Exception:
+    """The 4xx for a decoding failure, saying what was expected and what came."""
+    if isinstance(exc, pixels.Unreadable):
+        return BadRequest(f"{which}: not an image format Pillow can decode ({exc}); send {', '.join(FORMATS)}")
+    if isinstance(exc, pixels.TooManyPixels):
+        return PayloadTooLarge(f"{which}: image too large: {exc}, limit {decoder.image_pixels:,} (MAX_IMAGE_PIXELS)")
+    if isinstance(exc, pixels.OverRequest):
+        total = decoder.request_pixels - budget.pixels + int(str(exc))
+        return PayloadTooLarge(f"{total:,} pixels in one request (by {which}), limit {decoder.request_pixels:,} (MAX_REQUEST_PIXELS)")
+    if isinstance(exc, pixels.OutOfMemory):
+        limit = f"{decoder.sandbox.limits.memory_mb} MB, DECODE_MEMORY_MB" if decoder.sandbox else "the memory available"
+        return PayloadTooLarge(f"{which}: decoding needs more memory than a decoder may use (limit {limit}); it failed {exc}")
+    return BadRequest(f"{which}: corrupt or truncated image ({exc})")
+
+
+def _overrun(which: str, exc: Overrun, decoder: Decoder) -> Exception:
+    if exc.limit == "cpu":
+        return PayloadTooLarge(f"{which}: decoding used more CPU than the request may (limit {decoder.cpu_seconds:g} s, "
+                               f"DECODE_CPU_SECONDS); the decoder was {exc}")
+    if exc.limit == "time":
+        return PayloadTooLarge(f"{which}: decoding took longer than an image may (limit {decoder.sandbox.limits.timeout:g} s, "
+                               f"DECODE_TIMEOUT)")
+    return BadRequest(f"{which}: corrupt image: {exc}")
+
+
+def init_app(app: Flask) -> None:
+    """A 503 for busy decoders carries Retry-After, like every 503 a client should retry."""
+
+    @app.errorhandler(DecodersBusy)
+    def busy(exc: DecodersBusy):
+        response = jsonify(error=str(exc))
+        response.status_code = exc.status
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
 
 def _which(index: int, name: str | None) -> str:
     return f"image {index + 1}" + (f" ({name[:80]})" if name else "")
-
-
-def _orientation(image: Image.Image) -> Image.Transpose | None:
-    try:
-        return _TRANSPOSE.get(image.getexif().get(0x0112))  # EXIF Orientation
-    except Exception:  # a corrupt EXIF block: the pixels may still be fine
-        return None
-
-
-def _shrink(image: Image.Image) -> Image.Image:
-    """A box-reduced copy whose longer side is at least WORK, made strip by strip.
-
-    Pillow's reduce() first copies an RGBA or LA image whole (premultiplied), and modes it
-    cannot reduce need a converted copy; strips of whole blocks reduce exactly as the whole
-    image does, so no full-size copy is ever made.
-    """
-    factor = max(1, max(image.size) // WORK)
-    if factor == 1:  # already small (most requests): only the mode may need changing
-        return _reducible(image)
-    rows = factor * max(1, STRIP_PIXELS // (image.width * factor))
-    strips = []
-    for top in range(0, image.height, rows):
-        strip = _reducible(image.crop((0, top, image.width, min(image.height, top + rows))))
-        strips.append(strip.reduce(factor))
-    small = Image.new(strips[0].mode, (strips[0].width, sum(s.height for s in strips)))
-    for i, strip in enumerate(strips):
-        small.paste(strip, (0, i * (rows // factor)))
-    return small
-
-
-def _reducible(image: Image.Image) -> Image.Image:
-    """The image in a mode Pillow's reduce() supports."""
-    if image.mode == "1":
-        return image.convert("L")
-    if image.mode == "P":
-        return image.convert("LA" if "transparency" in image.info else "L")
-    if image.mode.startswith("I;16"):
-        # Pillow's own I;16 → L conversion clips at 255; scale the 16 bits down instead.
-        return Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), mode="L")
-    return image
 
 
 def _gray_on_white(image: Image.Image) -> Image.Image:
@@ -165,13 +163,13 @@ def _gray_on_white(image: Image.Image) -> Image.Image:
 
 def _to_tensor(gray: Image.Image) -> np.ndarray:
     """float32 [28, 28, 1] in [0, 1], light object on dark background."""
-    pixels = np.asarray(gray)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    grid = np.asarray(gray)
+    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
     middle = len(border) // 2  # the median (upper, for an even count), without np.median's generality
     background = int(np.partition(border, middle)[middle])
     if gray.size != (SIZE, SIZE):
-        pixels = np.asarray(ImageOps.pad(gray, (SIZE, SIZE), method=Image.Resampling.LANCZOS, color=background))
-    tensor = pixels.astype(np.float32) / 255.0
+        grid = np.asarray(ImageOps.pad(gray, (SIZE, SIZE), method=Image.Resampling.LANCZOS, color=background))
+    tensor = grid.astype(np.float32) / 255.0
     if background > 127:
         tensor = 1.0 - tensor
     return tensor[..., np.newaxis]

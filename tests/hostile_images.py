@@ -260,6 +260,104 @@ def _truncations() -> Iterator[Spec]:
             yield Spec(f"truncated-{name}-{int(at * 100)}-percent", suffix, lambda n=name, a=at: cut(n, a), EITHER)
 
 
+# -- decoder bombs: costly to decode however few pixels they declare ----------------------------
+# Issue 20: none of them is over a pixel cap, each made a worker spend seconds or hundreds of MB.
+# Built by hand (struct), so that an 8 MB file takes milliseconds to make.
+BOMB_BYTES = 8 * 1024 * 1024 - 64 * 1024  # under MAX_REQUEST_BYTES with room for the multipart framing
+
+
+def _jpeg_segment(marker: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", 0xFF, marker, len(body) + 2) + body
+
+
+def _progressive_head(width: int, height: int) -> bytes:
+    """SOI, a flat quantisation table, a one-component progressive frame, one-code Huffman tables."""
+    dqt = _jpeg_segment(0xDB, b"\0" + b"\1" * 64)
+    sof2 = _jpeg_segment(0xC2, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+    # DC table 0: one 1-bit code ("0") for category 0. AC table 0: 4-bit codes for the 15 EOB-run symbols 0x00…0xE0.
+    dc = _jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")
+    ac = _jpeg_segment(0xC4, b"\x10" + bytes([0, 0, 0, 15] + [0] * 12) + bytes(r << 4 for r in range(15)))
+    return b"\xff\xd8" + dqt + sof2 + dc + ac
+
+
+def _sos(first: int, last: int) -> bytes:
+    return _jpeg_segment(0xDA, bytes([1, 1, 0x00, first, last, 0]))
+
+
+def _eob_runs(blocks: int) -> bytes:
+    """AC entropy data saying 'every band of these blocks is zero': EOB runs of up to 32,767 blocks."""
+    bits = []
+    while blocks:
+        r = min(14, blocks.bit_length() - 1)
+        run = min(blocks, (1 << (r + 1)) - 1)
+        bits.append(format(r, "04b") + (format(run - (1 << r), f"0{r}b") if r else ""))
+        blocks -= run
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)
+    return int(stream, 2).to_bytes(len(stream) // 8, "big").replace(b"\xff", b"\xff\x00")
+
+
+def progressive_jpeg_memory(side: int = 31_992) -> bytes:
+    """A blank progressive JPEG whose 1/8 draft is under the pixel cap; libjpeg keeps every coefficient (2 B/pixel)."""
+    blocks = math.ceil(side / 8) ** 2
+    dc = b"\0" * math.ceil(blocks / 8)  # one "0" bit per block: DC difference 0; zeros hold no 0xFF to stuff
+    return _progressive_head(side, side) + _sos(0, 0) + dc + b"\xff\xd9"
+
+
+def progressive_jpeg_scans(side: int = 4000, size: int = BOMB_BYTES) -> bytes:
+    """A blank progressive JPEG whose one AC scan is repeated until the file is `size` bytes: each scan walks every block."""
+    blocks = math.ceil(side / 8) ** 2
+    head = _progressive_head(side, side) + _sos(0, 0) + b"\0" * math.ceil(blocks / 8)
+    scan = _sos(1, 63) + _eob_runs(blocks)
+    return head + scan * ((size - len(head) - 2) // len(scan)) + b"\xff\xd9"
+
+
+def gif_comments(size: int = BOMB_BYTES) -> bytes:
+    """A 28×28 GIF preceded by one comment of one-byte sub-blocks, `size` bytes in all."""
+    image = encode(picture((28, 28), "L").convert("P"), "GIF")
+    flags = image[10]
+    table = 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+    head, rest = image[:13 + table], image[13 + table:]  # header, logical screen, global colour table
+    count = (size - len(image) - 3) // 2
+    return head + b"\x21\xfe" + b"\x01C" * count + b"\x00" + rest
+
+
+def png_chunks(size: int = BOMB_BYTES) -> bytes:
+    """A 28×28 PNG with empty private ancillary chunks before its pixels, `size` bytes in all."""
+    image = encode(picture((28, 28), "L"), "PNG")
+    empty = _chunk(b"prVt", b"")
+    return image[:33] + empty * ((size - len(image)) // len(empty)) + image[33:]
+
+
+def tiff_strips(height: int = 1_000_000) -> bytes:
+    """A 1×height uncompressed TIFF, one row per strip, every strip at the same offset: Pillow makes a tile per strip."""
+    entries = [(256, 4, 1, 1), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, height, 0), (277, 3, 1, 1), (278, 4, 1, 1), (279, 4, height, 0)]
+    ifd_size = 2 + 12 * len(entries) + 4
+    offsets_at = 8 + ifd_size
+    counts_at = offsets_at + 4 * height
+    pixel_at = counts_at + 4 * height
+    ifd = [struct.pack("<H", len(entries))]
+    for tag, kind, count, value in entries:
+        value = {273: offsets_at, 279: counts_at}.get(tag, value)
+        packed = struct.pack("<I", value) if kind == 4 or tag in (273, 279) else struct.pack("<HH", value, 0)
+        ifd.append(struct.pack("<HHI", tag, kind, count) + packed)
+    ifd.append(b"\0\0\0\0")
+    return (b"II*\0" + struct.pack("<I", 8) + b"".join(ifd) + struct.pack("<I", pixel_at) * height
+            + struct.pack("<I", 1) * height + b"\x80")
+
+
+def decoder_bombs() -> list[Spec]:
+    """Issue 20's bombs, and one of another format: under every pixel cap, each must get a 4xx, never a dead worker."""
+    return [
+        Spec("progressive-jpeg-31992x31992-memory", "jpg", progressive_jpeg_memory, REJECTED),
+        Spec("progressive-jpeg-4000x4000-repeated-scans", "jpg", progressive_jpeg_scans, REJECTED),
+        Spec("gif-28x28-comment-of-one-byte-blocks", "gif", gif_comments, REJECTED),
+        Spec("png-28x28-ancillary-chunk-flood", "png", png_chunks, REJECTED),
+        Spec("tiff-1x1000000-one-strip-per-row", "tif", tiff_strips, REJECTED),
+    ]
+
+
 def specs(max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, max_request_pixels: int | None = None) -> list[Spec]:
     """Every item of the corpus, unbuilt, for a server with these caps (None: no request cap)."""
     # One image must fit both caps: with a request cap below the image cap, the request cap is the image's.

@@ -1,0 +1,92 @@
+"""`python -m service.decode.child MEMORY_MB`: a decoder process, limited by the kernel, serving one worker.
+
+It reads jobs from stdin and writes replies to stdout, one at a time, until stdin closes (its
+worker is gone). The limits are set here, after the imports and a warm-up decode (so that they
+bound the images, not Python's start), and are enforced by the kernel whatever the decoder does:
+
+  memory  RLIMIT_AS: the address space may grow by MEMORY_MB beyond the idle process. An
+          allocation past it fails: Pillow raises, and the reply says "out of memory".
+  CPU     each job's budget arms ITIMER_PROF, whose SIGPROF (no handler: the default action)
+          ends the process after that much CPU time even inside C code; RLIMIT_CPU, a whole
+          second past the budget, is the backstop (SIGXCPU).
+  core    RLIMIT_CORE 0: a crash or SIGXCPU leaves no core file behind.
+The worker bounds wall time itself, and kills and replaces a process that dies or overruns.
+"""
+from __future__ import annotations
+
+import io
+import math
+import resource
+import signal
+import sys
+import time
+
+from PIL import Image
+
+from service.decode import pixels
+from service.decode.wire import JOB, Reply, read_exact, write_reply
+
+
+def _vm_size() -> int:
+    """The process's address space now, in bytes."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmSize:"))
+    return int(line.split()[1]) * 1024
+
+
+def _warm_up() -> None:
+    # Pillow imports a format's plugin on first use: that memory belongs to the idle process.
+    for fmt in pixels.FORMATS:
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format=fmt)
+        pixels.decode(buffer.getvalue(), 1024, 1024)
+
+
+def _arm(cpu_seconds: float) -> None:
+    used = time.process_time()
+    soft = math.ceil(used + cpu_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+
+
+def _disarm() -> None:
+    signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _serve(job: bytes, cpu_seconds: float, image_cap: int, pixels_left: int) -> Reply:
+    try:
+        small, orientation, cost = pixels.decode(job, image_cap, pixels_left)
+    except pixels.OutOfMemory as exc:
+        return Reply.failure(exc, retire=True)  # its heap may stay large: the worker starts a fresh one
+    except pixels.DecodeError as exc:
+        return Reply.failure(exc)
+    except MemoryError:
+        return Reply.failure(pixels.OutOfMemory("decoding"), retire=True)
+    return Reply.success(small, orientation, cost)
+
+
+def main() -> None:
+    memory_mb = int(sys.argv[1])
+    _warm_up()
+    limit = _vm_size() + memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = read_exact(stdin, JOB.size)
+        if head is None:
+            return  # the worker closed the pipe: it is gone or replacing us
+        cpu_seconds, image_cap, pixels_left, length = JOB.unpack(head)
+        data = read_exact(stdin, length) or b""
+        start = time.process_time()
+        _arm(cpu_seconds)
+        reply = _serve(data, cpu_seconds, image_cap, pixels_left)
+        _disarm()
+        reply.cpu_seconds = time.process_time() - start
+        write_reply(stdout, reply)
+        if reply.retire:
+            return
+
+
+if __name__ == "__main__":
+    main()
