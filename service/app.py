@@ -8,8 +8,9 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from service import errors, metrics
+from service import errors, images, metrics
 from service.device import providers
+from service.decode.sandbox import Limits, Sandbox
 from service.images import Decoder
 from service.models import ModelManager
 from service.poller import Poller
@@ -49,9 +50,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     app.extensions["models"] = manager
     app.extensions["poller"] = poller
-    app.extensions["decoder"] = Decoder(settings.max_image_pixels, settings.max_request_pixels)
+    # Decoder processes start here, in the worker after gunicorn's fork (fork+exec: nothing inherited).
+    sandbox = Sandbox(Limits(settings.decode_processes, settings.decode_memory_mb, settings.decode_timeout, settings.decode_wait_seconds))
+    app.extensions["decoder"] = Decoder(settings.max_image_pixels, settings.max_request_pixels, sandbox, settings.decode_cpu_seconds)
 
     errors.init_app(app)
+    images.init_app(app)
     metrics.init_app(app, manager.names, settings.model_name)
     from service.routes import admin, classify, inference, web  # noqa: PLC0415
 

@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(16_000_000, ge=28 * 28)  # one decoded image
     max_request_pixels: int = Field(48_000_000, ge=28 * 28)  # every image of one request together
     request_read_timeout: float = Field(10.0, gt=0)  # seconds for a request's head and body to arrive
+    # -- decoding images, in processes the kernel limits (service/decode/) ---------------------------
+    # Decoder processes per worker: at most this many costly images decode at once per worker, each
+    # adding up to DECODE_MEMORY_MB. 1 keeps 2 workers of ~180 MB under the 1 GiB container limit.
+    decode_processes: int = Field(1, ge=1, le=16)
+    # Address space a decoder may add to its idle 30 MB (RLIMIT_AS). A 16 MP transparent PNG, the
+    # largest ordinary decode under MAX_IMAGE_PIXELS, needs 64 MB for its RGBA canvas.
+    decode_memory_mb: int = Field(128, ge=64, le=4096)
+    # CPU seconds one request's decoding may use, all images and processes together (ITIMER_PROF,
+    # RLIMIT_CPU); the worst ordinary request under the pixel caps takes 0.8 s on a 2-core EPYC.
+    decode_cpu_seconds: float = Field(1.0, gt=0, le=60)
+    # Wall seconds one image may take in a decoder before it is killed (stuck, or starved of CPU).
+    decode_timeout: float = Field(10.0, gt=0, le=300)
+    # Seconds a request waits for a free decoder; then 503 with Retry-After (a queue with a deadline).
+    decode_wait_seconds: float = Field(5.0, ge=0, le=60)
     # -- batching ------------------------------------------------------------------------------------
     max_batch_size: int = Field(64, ge=1)
     max_queue_delay_ms: float = Field(2.0, ge=0)
