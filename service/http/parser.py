@@ -21,6 +21,14 @@ from typing import NamedTuple
 import httptools
 
 
+# Received bytes a chunked request may take per byte of body it is allowed: the framing of
+# one-byte chunks ("1\r\nX\r\n") is six bytes a byte, with room for short extensions.
+FRAMING_FACTOR = 8
+# Bytes handed to llhttp at a time. The head and framing limits are checked between slices, since
+# llhttp does not say where in a buffer a request began: they hold to within one slice.
+FEED_SLICE = 16 * 1024
+
+
 class Limits(NamedTuple):
     """What one request may hold (gunicorn's limit_request_* settings and MAX_REQUEST_BYTES)."""
 
@@ -62,6 +70,8 @@ class _Message:
     url: bytearray = field(default_factory=bytearray)
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     head_bytes: int = 0
+    raw_bytes: int = 0  # as received, framing included
+    first_slice: int = 0
     body: list[bytes] = field(default_factory=list)
     body_bytes: int = 0
     headers_done: bool = False
@@ -75,6 +85,7 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._message: _Message | None = None
         self._complete: list[Request | Refusal] = []
+        self._slice = 0  # feed_data() calls so far: a message's bytes count from the slice after its first
         self.started: float | None = None  # when the first byte of the incomplete request came
         self.expects_continue = False  # the incomplete request waits for "100 Continue"
         self.closed = False  # refused, malformed or upgraded: nothing more is read
@@ -89,13 +100,13 @@ class RequestReader:
         """The requests (or the one refusal) that `data` completes, in order."""
         if self.closed:
             return []
+        view = memoryview(data)
         try:
-            self._parser.feed_data(data)
-            message = self._message
-            if message is not None and not message.headers_done:
-                message.head_bytes += len(data)
-                if message.head_bytes > self._limits.head:
-                    raise _Refuse(431, f"request head over {self._limits.head:,} bytes")
+            for start in range(0, len(view), FEED_SLICE):
+                self._slice += 1
+                piece = view[start:start + FEED_SLICE]
+                self._parser.feed_data(piece)
+                self._count(len(piece))
         except httptools.HttpParserUpgrade:
             # Upgrade or CONNECT: the request itself is complete, what follows is not HTTP/1.1.
             # The app answers it (no route upgrades) and the connection closes after.
@@ -114,6 +125,22 @@ class RequestReader:
         done, self._complete = self._complete, []
         return done
 
+    def _count(self, received: int) -> None:
+        """Hold the incomplete request to the head and framing limits, counting what it received."""
+        message = self._message
+        if message is None or message.first_slice == self._slice:
+            return  # begun in this slice: counted from the next (an undercount of at most one slice)
+        message.raw_bytes += received
+        if not message.headers_done:
+            message.head_bytes += received
+            if message.head_bytes > self._limits.head:
+                raise _Refuse(431, f"request head over {self._limits.head:,} bytes")
+        elif message.raw_bytes > self._limits.head + FRAMING_FACTOR * self._limits.body:
+            # Chunk extensions and sizes are framing, not body: an endless size line or extension
+            # would otherwise stream through the parser until the read timeout.
+            raise _Refuse(413, f"request over {self._limits.head + FRAMING_FACTOR * self._limits.body:,} bytes "
+                               f"with its chunked framing (MAX_REQUEST_BYTES is {self._limits.body:,})")
+
     def refuse(self, refusal: Refusal) -> list[Request | Refusal]:
         """End the connection's reading with a refusal of our own (a request too slow to arrive)."""
         if self.closed:
@@ -131,7 +158,7 @@ class RequestReader:
 
     # -- llhttp's callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._message = _Message()
+        self._message = _Message(first_slice=self._slice)
         self.started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:

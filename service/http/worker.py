@@ -300,28 +300,31 @@ class ServiceWorker(Worker):
     # -- answering, in order ----------------------------------------------------------------------
     def _advance(self, conn: Connection) -> None:
         """Answer the connection's next requests: refusals and health here, the rest in a thread."""
-        with conn.lock:
-            while not conn.busy and conn.queue and not conn.closing:
-                item = conn.queue.popleft()
-                if isinstance(item, Refusal):
-                    metrics.REQUESTS.labels("other", metrics.UNKNOWN, str(item.status)).inc()
-                    conn.add_out(wsgi.refusal(item))
-                    conn.closing = True
-                elif _is_health(item):
-                    data, keep = self._answer(conn, item)
-                    conn.add_out(data)
-                    conn.closing = not keep
-                elif conn.out:
-                    conn.queue.appendleft(item)  # a thread writes straight to the socket: `out` goes first
-                    break
-                else:
-                    conn.busy = True
-                    self.jobs.put((conn, item))
-            if conn.closing:
-                conn.queue.clear()
-        self._flush(conn)
-        if conn.closed:
-            return
+        while True:
+            with conn.lock:
+                while not conn.busy and conn.queue and not conn.closing:
+                    item = conn.queue.popleft()
+                    if isinstance(item, Refusal):
+                        metrics.REQUESTS.labels("other", metrics.UNKNOWN, str(item.status)).inc()
+                        conn.add_out(wsgi.refusal(item))
+                        conn.closing = True
+                    elif _is_health(item):
+                        data, keep = self._answer(conn, item)
+                        conn.add_out(data)
+                        conn.closing = not keep
+                    elif conn.out:
+                        conn.queue.appendleft(item)  # a thread writes straight to the socket: `out` goes first
+                        break
+                    else:
+                        conn.busy = True
+                        self.jobs.put((conn, item))
+                if conn.closing:
+                    conn.queue.clear()
+            self._flush(conn)
+            if conn.closed:
+                return
+            if conn.busy or conn.out or not conn.queue:
+                break  # else the flush made way for a request that waited for it
         if not conn.busy and not conn.out and not conn.queue:
             if conn.closing:
                 self._linger(conn)

@@ -99,16 +99,19 @@ def respond(app, env: dict, request: Request, keep_alive: bool) -> tuple[bytes, 
 def head(status: str, headers: list[tuple[str, str]], length: int, keep_alive: bool, for_head: bool = False) -> bytes:
     """The status line and headers: the app's, then Content-Length, Date, Server, Connection."""
     lines = [f"HTTP/1.1 {status}\r\n"]
-    has_length = False
+    has_length = has_date = False
     for name, value in headers:
         lowered = name.lower()
         if lowered == "connection":
             continue  # hop-by-hop: ours to say
         has_length = has_length or lowered == "content-length"
+        has_date = has_date or lowered == "date"  # werkzeug dates file responses itself
         lines.append(f"{name}: {value}\r\n")
     if not has_length and not status.startswith(_BODYLESS) and not for_head:
         lines.append(f"Content-Length: {length}\r\n")
-    lines.append(f"Date: {_date()}\r\nServer: {SERVER}\r\n")
+    if not has_date:
+        lines.append(f"Date: {_date()}\r\n")
+    lines.append(f"Server: {SERVER}\r\n")
     lines.append("\r\n" if keep_alive else "Connection: close\r\n\r\n")
     return "".join(lines).encode("latin-1")
 
