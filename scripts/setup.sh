@@ -27,4 +27,7 @@ if [ "$what" = serve ]; then
   "$venv/bin/python" -m pip install -q -r service/requirements.txt
 else
   "$venv/bin/python" -m pip install -q -r requirements.txt
+  # The oldest gunicorn the worker supports, beside the pinned one: the front-door tests run on both.
+  [ -d "$venv/gunicorn-oldest/gunicorn" ] || \
+    "$venv/bin/python" -m pip install -q --no-deps --target "$venv/gunicorn-oldest" gunicorn==23.0.0
 fi
