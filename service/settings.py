@@ -51,9 +51,9 @@ class Settings(BaseSettings):
     # Decoder processes per worker: at most this many costly images decode at once per worker, each
     # adding up to DECODE_MEMORY_MB. 1 keeps 2 workers of ~180 MB under the 1 GiB container limit.
     decode_processes: int = Field(1, ge=1, le=16)
-    # Address space a decoder may add to its idle 30 MB (RLIMIT_AS). A 16 MP transparent PNG, the
-    # largest ordinary decode under MAX_IMAGE_PIXELS, needs 64 MB for its RGBA canvas.
-    decode_memory_mb: int = Field(128, ge=64, le=4096)
+    # Address space a decoder may add to its idle self (RLIMIT_AS). The largest ordinary decode under
+    # MAX_IMAGE_PIXELS, a 16 MP transparent PNG (a 64 MB RGBA canvas), fits in 72 MB and not in 64.
+    decode_memory_mb: int = Field(96, ge=32, le=4096)
     # CPU seconds one request's decoding may use, all images and processes together (ITIMER_PROF,
     # RLIMIT_CPU); the worst ordinary request under the pixel caps takes 0.8 s on a 2-core EPYC.
     decode_cpu_seconds: float = Field(1.0, gt=0, le=60)

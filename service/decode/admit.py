@@ -10,7 +10,7 @@ Measured on the 2-core AMD EPYC: the costliest bytes are PNG chunks (Pillow pars
 Python): 16 KiB of empty ones cost 5.2 ms of CPU (compressed text and ICC chunks, which
 Pillow inflates, would cost 47 ms: a PNG that has any is not admitted); 256×256 pixels cost at most 0.7 ms (GIF
 noise), 0.2 ms as PNG or JPEG; the benchmark's 28×28 PNG 0.04 ms. A request decodes at most
-FAST_REQUEST_BYTES in process (16 such floods: 0.08 s, also charged to DECODE_CPU_SECONDS); the
+FAST_REQUEST_BYTES in process (16 such floods: 0.08 s, on top of DECODE_CPU_SECONDS); the
 rest goes to the decoder processes, whose limits the kernel enforces.
 Anything this module cannot read goes to the decoder processes too. The checks of
 `refuse_costly` only answer the known progressive-JPEG bombs sooner and by name: the bound
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 FAST_BYTES = 16 * 1024
 FAST_PIXELS = 256 * 256
@@ -29,20 +29,18 @@ FAST_REQUEST_BYTES = 256 * 1024
 # block again (0.8 ms per scan of a 4000×4000 image); libjpeg's default script writes 10 for
 # colour, 6 for gray.
 MAX_JPEG_SCANS = 256
-_INFLATED_PNG_CHUNKS = (b"zTXt", b"iTXt", b"iCCP")
 # JPEG segments walked looking for the frame header; a file with more goes to a decoder process.
 _JPEG_SEGMENTS = 64
 _SOF = {0xC0: False, 0xC1: False, 0xC2: True, 0xC3: False, 0xC5: False, 0xC6: True, 0xC7: False,
         0xC9: False, 0xCA: True, 0xCB: False, 0xCD: False, 0xCE: True, 0xCF: False}  # marker → progressive
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     format: str
     width: int
     height: int
     progressive: bool = False
-    components: list[tuple[int, int]] | None = None  # JPEG: each component's sampling factors
+    components: tuple[tuple[int, int], ...] = ()  # JPEG: each component's sampling factors
 
     @property
     def pixels(self) -> int:
@@ -76,7 +74,7 @@ def _jpeg(data: bytes) -> Header | None:
         if marker in _SOF and at + 10 <= len(data):
             height, width, count = struct.unpack(">HHB", data[at + 5:at + 10])
             table = data[at + 10:at + 10 + 3 * count]
-            components = [(table[i + 1] >> 4, table[i + 1] & 15) for i in range(0, len(table) - 2, 3)]
+            components = tuple((table[i + 1] >> 4, table[i + 1] & 15) for i in range(0, len(table) - 2, 3))
             return Header("JPEG", width, height, _SOF[marker], components)
         at += 2 + length
     return None
@@ -89,10 +87,10 @@ def in_process(data: bytes, found: Header | None, fast_bytes_left: int) -> bool:
     if found.format == "PNG":
         # Pillow inflates these chunks when it opens a file, up to 1 MB each: a 16 KiB PNG of them
         # costs 47 ms. Found anywhere in the bytes, they send the file away.
-        return not any(kind in data for kind in _INFLATED_PNG_CHUNKS)
+        return b"zTXt" not in data and b"iTXt" not in data and b"iCCP" not in data
     if found.format == "JPEG":
         # The count of SOS markers may include an EXIF thumbnail's: that only sends more files away.
-        return not found.progressive and data.count(b"\xff\xda") <= len(found.components or ())
+        return not found.progressive and data.count(b"\xff\xda") <= len(found.components)
     return True
 
 

@@ -57,25 +57,26 @@ def decode(data: bytes, image_cap: int, pixels_left: int) -> tuple[Image.Image, 
         raise OutOfMemory("reading the header") from None
     except Exception as exc:  # Pillow raises many types for unreadable headers
         raise Unreadable(type(exc).__name__) from None
-    with image:
-        cost = image.width * image.height * PIXEL_WEIGHT.get(image.format or "", 1)
-        if cost > image_cap:
-            weight = f" (a {image.format} pixel counts {PIXEL_WEIGHT[image.format]}×)" if image.format in PIXEL_WEIGHT else ""
-            raise TooManyPixels(f"{image.width}×{image.height} pixels{weight}")
-        if cost > pixels_left:
-            raise OverRequest(str(cost))
-        try:
-            image.load()  # GIF, WebP, TIFF…: the first frame or page only
-            small = _shrink(image)
-            # Orientation after load: a PNG's eXIf chunk may follow its pixels. A copy, when nothing
-            # was reduced: closing the file (below) frees the image's pixels.
-            return (image.copy() if small is image else small), _orientation(image), cost
-        except MemoryError:
+    small = None
+    cost = image.width * image.height * PIXEL_WEIGHT.get(image.format or "", 1)
+    if cost > image_cap:
+        weight = f" (a {image.format} pixel counts {PIXEL_WEIGHT[image.format]}×)" if image.format in PIXEL_WEIGHT else ""
+        raise TooManyPixels(f"{image.width}×{image.height} pixels{weight}")
+    if cost > pixels_left:
+        raise OverRequest(str(cost))
+    try:
+        image.load()  # GIF, WebP, TIFF…: the first frame or page only
+        small = _shrink(image)
+        return small, _orientation(image), cost  # orientation after load: a PNG's eXIf chunk may follow its pixels
+    except MemoryError:
+        raise OutOfMemory(f"decoding a {image.width}×{image.height} {image.format}") from None
+    except Exception as exc:  # truncated or corrupt data: OSError, SyntaxError, ValueError, struct.error…
+        if "memory" in str(exc).lower():  # Pillow's "out of memory error" (-9) of its C decoders
             raise OutOfMemory(f"decoding a {image.width}×{image.height} {image.format}") from None
-        except Exception as exc:  # truncated or corrupt data: OSError, SyntaxError, ValueError, struct.error…
-            if "memory" in str(exc).lower():  # Pillow's "out of memory error" (-9) of its C decoders
-                raise OutOfMemory(f"decoding a {image.width}×{image.height} {image.format}") from None
-            raise Corrupt(f"{type(exc).__name__}: {str(exc)[:80]}") from None
+        raise Corrupt(f"{type(exc).__name__}: {str(exc)[:80]}") from None
+    finally:
+        if small is not image:  # the full-size canvas goes now, not when the caller is done
+            image.close()
 
 
 def _orientation(image: Image.Image) -> int | None:
