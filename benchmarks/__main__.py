@@ -1,5 +1,5 @@
 """python -m benchmarks [--repository models] [--duration 5] [--concurrency 1,8,32] [--load-generator wrk|hey]
-[--naive-workers N] [--out benchmarks/results.md] [--quick] [--memory]"""
+[--naive-workers N] [--out benchmarks/results.md] [--baseline CHECKOUT] [--quick] [--memory]"""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory", action="store_true", help="also measure worker RSS over two rounds of requests (needs hey)")
     parser.add_argument("--memory-requests", type=int, default=memory.REQUESTS, help="requests per memory round (default: 10000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each row is their median (default: 3)")
+    parser.add_argument("--baseline", type=Path, help="another checkout (a worktree of main, say): its service runs too, "
+                                                      "batching on, as kind 'baseline', its rows beside ours in every round")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, concurrency 1 and 8, one round, no memory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         for batching in (True, False):
             server = stack.enter_context(servers.service(args.repository.resolve(), tmp, batching, args.device))
             targets.append(load.Target("service", batching, server, payloads.payloads(images)))
+        if args.baseline:
+            server = stack.enter_context(servers.service(args.repository.resolve(), tmp, True, args.device, args.baseline.resolve()))
+            targets.append(load.Target("baseline", True, server, payloads.payloads(images)))
         workers = len(targets[1].server.workers())
         load.warm_up(targets, tmp, args.load_generator)
         for round_ in range(args.rounds):

@@ -21,15 +21,16 @@ IDLE_WINDOW_S = 0.2
 
 
 @contextlib.contextmanager
-def service(repository: Path, tmp: Path, batching: bool, device: str = "cpu") -> Iterator[Server]:
-    """The real service (`python -m service`, gunicorn and all), ready to answer."""
+def service(repository: Path, tmp: Path, batching: bool, device: str = "cpu", root: Path = ROOT) -> Iterator[Server]:
+    """The real service (`python -m service`, gunicorn and all) of the checkout at `root`, ready to answer."""
     env = {
+        "PYTHONPATH": str(root),
         # Batching on: the service default (64), or $MAX_BATCH_SIZE (a GPU wants bigger merged batches).
         "MAX_BATCH_SIZE": (os.environ.get("MAX_BATCH_SIZE") or "64") if batching else "1", "LOG_LEVEL": "warning", "DEVICE": device,
         # start_server pins 2 workers for tests; a benchmark wants the service's own default.
         "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY") or str(Settings().web_concurrency),
     }
-    server = start_server(repository, tmp, **env)
+    server = start_server(repository, tmp, cwd=root, **env)
     try:
         yield server
     finally:

@@ -27,6 +27,10 @@ MALFORMED = {
     "bare-lf-head": b"GET / HTTP/1.1\nHost: x\n\n",
     "not-http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     "nul-in-header": b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+    # URLs llhttp takes whole but that name no path: refused by the parser, never a thread's exception
+    "absolute-url-without-host": b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n",
+    "url-port-out-of-range": b"GET http://h:99999/v2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "url-unclosed-ipv6": b"GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n",
 }
 
 
@@ -40,9 +44,10 @@ OVER_LIMITS = {
     "declared-body-too-large": (HEAD + b"Content-Length: 99999999\r\n\r\n", 413),
 }
 
-# Bodies that made the JSON nesting check quadratic (an unclosed string of escaped quotes).
+# Bodies that made the JSON nesting check quadratic: more than 32 brackets (the cheap count that
+# ends most checks), then an unclosed string of escaped quotes, where the regex restarted at each.
 REGEX_HOSTILE_JSON = {
-    "escaped-quotes": b'{"id":"' + b'\\"' * 100_000,
-    "escaped-backslash-quotes": b'{"inputs":[' + b'"\\\\\\"[' * 60_000,
+    "escaped-quotes": b"[" * 40 + b'{"id":"' + b'\\"' * 100_000,
+    "escaped-backslashes-and-quotes": b'{"inputs":' + b"[" * 40 + b'"' + b'\\\\\\"' * 60_000,
     "brackets-then-escapes": b"[" * 40 + b'"' + b'\\"[' * 80_000,
 }

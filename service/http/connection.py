@@ -2,8 +2,8 @@
 
 The event loop alone reads the socket and owns the parser; a thread only ever holds a complete
 request, and may write its response straight to the socket (plain TCP, non-blocking) so that a
-closed-loop client's round trip needs no hop through the loop. What `lock` guards is the hand-
-over between the two: `queue`, `busy`, `out`, `closing` and `loop_needed`.
+closed-loop client's round trip needs no hop through the loop. `lock` guards what the two hand
+over: `queue`, `busy`, `out`, `closing` and `loop_needed`.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class Connection:
         self.sock, self.client, self.site, self.reader, self.tls = sock, client, site, reader, tls
         self.lock = threading.Lock()
         self.queue: deque[Request | Refusal] = deque()  # parsed, not yet answered, in order
+        self.queued_bytes = 0  # of the bodies in `queue`
         self.busy = False  # a thread is answering one of its requests
         self.out = bytearray()  # response bytes the socket has not taken yet
         self.closing = False  # close (lingering) once `out` is written
@@ -41,6 +42,28 @@ class Connection:
         """Nothing under way: no request being read, queued, answered or written."""
         return not (self.busy or self.queue or self.out or self.handshaking or self.reader.started is not None)
 
+    # -- the queue of parsed requests (callers hold `lock`) -------------------------------------------
+    def push(self, items: list[Request | Refusal]) -> None:
+        self.queue.extend(items)
+        self.queued_bytes += sum(len(item.body) for item in items if isinstance(item, Request))
+
+    def pop(self) -> Request | Refusal:
+        item = self.queue.popleft()
+        if isinstance(item, Request):
+            self.queued_bytes -= len(item.body)
+        return item
+
+    def unpop(self, item: Request) -> None:
+        self.queue.appendleft(item)
+        self.queued_bytes += len(item.body)
+
+    def drop_queue(self) -> int:
+        """Forget the requests not yet answered (the connection is closing); their body bytes."""
+        dropped, self.queued_bytes = self.queued_bytes, 0
+        self.queue.clear()
+        return dropped
+
+    # -- the socket ---------------------------------------------------------------------------------
     def receive(self, size: int) -> bytes | None:
         """What the socket holds now: None if nothing, b"" once the client is gone."""
         try:
@@ -91,4 +114,3 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -45,6 +46,8 @@ class Request:
 
     method: str
     url: bytes
+    path: str  # percent-decoded, as WSGI's PATH_INFO (latin-1)
+    query: str
     version: str  # "1.0" or "1.1"
     headers: list[tuple[bytes, bytes]]
     body: bytes
@@ -75,6 +78,8 @@ class _Message:
     body: list[bytes] = field(default_factory=list)
     body_bytes: int = 0
     headers_done: bool = False
+    path: str = ""
+    query: str = ""
 
 
 class RequestReader:
@@ -141,6 +146,10 @@ class RequestReader:
             raise _Refuse(413, f"request over {self._limits.head + FRAMING_FACTOR * self._limits.body:,} bytes "
                                f"with its chunked framing (MAX_REQUEST_BYTES is {self._limits.body:,})")
 
+    def discard(self) -> None:
+        """The client is gone: its incomplete request will never complete."""
+        self._close()
+
     def refuse(self, refusal: Refusal) -> list[Request | Refusal]:
         """End the connection's reading with a refusal of our own (a request too slow to arrive)."""
         if self.closed:
@@ -178,6 +187,7 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         message = self._message
         message.headers_done = True
+        message.path, message.query = _split_url(bytes(message.url))
         for name, value in message.headers:
             lowered = name.lower()
             # llhttp has checked that a Content-Length is digits, and is the only one.
@@ -196,10 +206,22 @@ class RequestReader:
     def on_message_complete(self) -> None:
         message, parser = self._message, self._parser
         self._complete.append(Request(
-            method=parser.get_method().decode("ascii"), url=bytes(message.url), version=parser.get_http_version(),
-            headers=message.headers, body=b"".join(message.body), keep_alive=parser.should_keep_alive(),
+            method=parser.get_method().decode("ascii"), url=bytes(message.url), path=message.path, query=message.query,
+            version=parser.get_http_version(), headers=message.headers, body=b"".join(message.body),
+            keep_alive=parser.should_keep_alive(),
         ))
         self._message, self.started, self.expects_continue = None, None, False
+
+
+def _split_url(url: bytes) -> tuple[str, str]:
+    """PATH_INFO and QUERY_STRING of a request target (origin form, absolute form or "*")."""
+    if url == b"*":
+        return "*", ""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        raise _Refuse(400, f"malformed URL {url[:80].decode('latin-1')!r}") from None
+    return unquote_to_bytes(parsed.path or b"/").decode("latin-1"), (parsed.query or b"").decode("latin-1")
 
 
 def _malformed(exc: httptools.HttpParserError, parser: httptools.HttpRequestParser) -> Refusal:

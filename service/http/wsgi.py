@@ -13,11 +13,10 @@ import sys
 import time
 from email.utils import formatdate
 from http import HTTPStatus
-from urllib.parse import unquote_to_bytes
 
-import httptools
 import orjson
 
+from service import metrics
 from service.http.parser import Refusal, Request
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,10 @@ class Site:
 
 def environ(request: Request, site: Site, client: tuple | str) -> dict:
     """The WSGI environ of a complete request."""
-    url = httptools.parse_url(request.url) if request.url != b"*" else None
     env = dict(site.base)
     env.update({
         "REQUEST_METHOD": request.method, "SERVER_PROTOCOL": f"HTTP/{request.version}",
-        "RAW_URI": request.url.decode("latin-1"),
-        "PATH_INFO": unquote_to_bytes(url.path).decode("latin-1") if url and url.path else "",
-        "QUERY_STRING": url.query.decode("latin-1") if url and url.query else "",
+        "RAW_URI": request.url.decode("latin-1"), "PATH_INFO": request.path, "QUERY_STRING": request.query,
         "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
         "REMOTE_PORT": str(client[1]) if isinstance(client, tuple) else "",
         "wsgi.input": io.BytesIO(request.body),
@@ -87,11 +83,12 @@ def respond(app, env: dict, request: Request, keep_alive: bool) -> tuple[bytes, 
         finally:
             if hasattr(body_iter, "close"):
                 body_iter.close()
+        status, headers = started
     except Exception:
         # Flask answers its own errors; one that escapes it is our bug, answered as JSON.
         log.exception("unhandled error in the app: %s %s", request.method, env.get("RAW_URI"))
+        metrics.REQUESTS.labels("other", metrics.UNKNOWN, "500").inc()
         return error(500, "internal server error", keep_alive=False), False
-    status, headers = started
     body = b"".join(chunks)
     return head(status, headers, len(body), keep_alive, request.method == "HEAD") + (b"" if request.method == "HEAD" else body), keep_alive
 
