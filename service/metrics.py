@@ -110,3 +110,10 @@ def init_app(app: Flask, known_models: Callable[[], Collection[str]], default_mo
     def done(exc: BaseException | None) -> None:
         if g.pop("started", None) is not None:
             IN_PROGRESS.dec()
+
+
+# -- the HTTP layer (service/http/) ------------------------------------------------------------------
+# Request bytes a worker's event loop holds, incomplete requests and complete ones not yet
+# answered; bounded by BUFFER_BUDGET (64 MiB) a worker. Updated twice a second.
+HTTP_HELD_BYTES = Gauge("serving_http_held_bytes", "Request bytes held by the HTTP layer, incomplete or waiting to be answered",
+                        multiprocess_mode="livesum")

@@ -91,6 +91,7 @@ class EventLoop:
         """Deadlines: 408 for requests too slow to arrive; close idle, non-reading and lingering connections."""
         if not self.accepting and not self.draining_since:
             self.set_accepting(True)
+        metrics.HTTP_HELD_BYTES.set(self._held)
         if self._held <= BUFFER_BUDGET:
             for conn in self._starved.copy():
                 self._starved.discard(conn)

@@ -121,6 +121,11 @@ def test_a_pipelined_flood_is_answered_in_order(door):
     assert statuses(answer) == [200] * 2001 and answer.endswith(b'"binary_tensor_data"]}')
 
 
+def test_after_every_attack_the_worker_holds_no_request_bytes(door, metric, eventually):
+    """The budget's count returns to zero: a leak would starve every large upload of the worker."""
+    eventually(lambda: metric(door.url, "serving_http_held_bytes") == 0, timeout=READ_TIMEOUT + 5, what="held bytes back to 0")
+
+
 def test_the_worker_uses_only_documented_gunicorn_interfaces():
     """gunicorn.workers.base.Worker and settings: no gthread or parser internals that a release can change."""
     imported = set()
