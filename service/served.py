@@ -13,6 +13,7 @@ import numpy as np
 
 from modelrepo import Metadata, TensorSpec
 from service.batcher import Batcher
+from service.errors import BadRequest
 from service.runtime import ModelRuntime
 
 
@@ -61,6 +62,12 @@ class Served:
     def infer(self, images: np.ndarray) -> np.ndarray:
         """The output rows for images (merged with concurrent requests); always finite."""
         out = self.batcher.submit(images)
-        if not np.isfinite(out).all():
-            raise NonFiniteOutput(f"{self.name}/{self.version} answered non-finite values for inputs in range")
-        return out
+        if np.isfinite(out).all():
+            return out
+        if self.input.range is None:
+            # A version published before ranges were required: the client's values are the likely
+            # cause (a CNN fed 3e38 overflows), so the client is told which values it sent.
+            raise BadRequest(f"{self.name}/{self.version} answered non-finite values for input {self.input.name!r} "
+                             f"with values in [{float(images.min()):g}, {float(images.max()):g}]; it declares no input "
+                             "range: send values like those it was trained on (its metadata's preprocessing)")
+        raise NonFiniteOutput(f"{self.name}/{self.version} answered non-finite values for inputs in range")
