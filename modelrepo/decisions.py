@@ -1,79 +1,88 @@
-"""Operator decisions (pin a version, unload a model), shared by every process of a server.
+"""Operator decisions (pin a version, unload a model), kept in the repository next to the versions.
 
-One small JSON file, changed one decision at a time under a lock: read the file, change one
-model's entry, write a new file, rename it into place. Two decisions on different models made
-at the same moment by two workers both hold; on the same model the later one wins, everywhere.
-Readers never lock: the rename shows them the old file or the new one, never half of either.
+    <repository>/<model-name>/decisions.json      {"pinned": 1, "unloaded": false}
 
-The retraining job reads the same file (when it can see the directory) so that pruning spares
-a version an operator pinned.
+One small file per model; no file means no decision (servers follow their MODEL_VERSION, else
+the newest version). Every worker of every replica polls it and the retraining job reads it, so
+a rollback made through any replica's API reaches the whole fleet, survives restarts, and is
+spared by prune. It is written as a version is published: under the model's lock, staged,
+fsynced, renamed into place. Readers never lock: the rename shows them the old file or the new one.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-FILE = "decisions.json"
+from modelrepo.locking import locked, replace_file
+from modelrepo.paths import RepositoryError, inside, valid_name
+from modelrepo.reading import MAX_DECISIONS_BYTES, read_regular
+from modelrepo.store import list_versions
+
+DECISIONS_FILE = "decisions.json"
 
 
 class Decision(BaseModel, frozen=True):
-    """What an operator decided for one model: follow the newest (default), pin, or unload."""
+    """What an operator decided for one model: follow the newest, pin a version, or unload."""
 
-    pinned: int | None = None
+    pinned: int | None = Field(None, ge=1)
     unloaded: bool = False
 
 
-_TABLE = TypeAdapter(dict[str, Decision])
+class Unwritable(RepositoryError):
+    """This process cannot write the model's decision (a read-only mount, no permission): nothing was recorded."""
 
 
-@dataclass
-class Decisions:
-    """The decisions file in `directory`; with None, a single process keeps them in memory."""
+def decision_path(repository: Path, name: str) -> Path:
+    """Where one model's decision lives."""
+    if not valid_name(name):
+        raise RepositoryError(f"invalid model name {name!r}")
+    return repository / name / DECISIONS_FILE
 
-    directory: Path | None
-    _memory: dict[str, Decision] | None = None
-    _changes: int = 0
 
-    def read(self) -> dict[str, Decision]:
-        """Every model's decision; a missing or unreadable file means no decisions."""
-        if self.directory is None:
-            return dict(self._memory or {})
-        try:
-            return _TABLE.validate_json((self.directory / FILE).read_bytes())
-        except (OSError, ValidationError):
-            return {}
+def read_decision(repository: Path, name: str) -> Decision | None:
+    """The model's recorded decision; None when there is none. RepositoryError when the file
+    cannot be read or is not a decision: callers keep what they had (and prune spares nothing less)."""
+    path = decision_path(repository, name)
+    try:
+        data = read_regular(inside(repository, path), MAX_DECISIONS_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a pipe, a folder or a device in its place; no permission
+        raise RepositoryError(f"{path}: unreadable: {exc}") from None
+    try:
+        return Decision.model_validate_json(data)
+    except ValidationError as exc:
+        raise RepositoryError(f"{path}: not a decision: {exc.errors()[0]['msg']}") from None
 
-    def stamp(self) -> int:
-        """Changes whenever the decisions do: a cheap check before `read`."""
-        if self.directory is None:
-            return self._changes
-        try:
-            st = (self.directory / FILE).stat()
-        except OSError:
-            return 0
-        return hash((st.st_ino, st.st_mtime_ns, st.st_size))
 
-    def decide(self, name: str, decision: Decision) -> None:
-        """Record one model's decision, leaving every other model's as it is."""
-        if self.directory is None:
-            self._memory = {**(self._memory or {}), name: decision}
-            self._changes += 1
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                table = self.read() | {name: decision}
-                tmp = self.directory / f".{FILE}.{os.getpid()}.tmp"
-                tmp.write_bytes(_TABLE.dump_json(table))
-                os.replace(tmp, self.directory / FILE)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+def decision_stamp(repository: Path, name: str) -> tuple:
+    """Changes whenever the model's decision does: a cheap check before `read_decision`."""
+    try:
+        st = os.stat(decision_path(repository, name))
+    except FileNotFoundError:
+        return ()
+    except (OSError, RepositoryError) as exc:
+        return ("unreadable", str(exc))
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
-    def pinned(self) -> dict[str, int]:
-        """Model name → pinned version, for the models that have a pin."""
-        return {name: d.pinned for name, d in self.read().items() if d.pinned is not None}
+
+def record_decision(repository: Path, name: str, decision: Decision | None) -> None:
+    """Record one model's decision for every worker, replica and the retraining job; None clears it.
+
+    Under the model's lock, so a pin and a prune never cross: a pin to a version that is no
+    longer on disk is refused (RepositoryError), and a prune that comes after spares it.
+    Raises Unwritable when this process cannot write it (a read-only mount, most often).
+    """
+    path = decision_path(repository, name)
+    try:
+        with locked(path.parent):
+            if decision is not None and decision.pinned is not None and decision.pinned not in list_versions(repository, name):
+                raise RepositoryError(f"no version {decision.pinned} of {name!r} on disk")
+            if decision is None:
+                path.unlink(missing_ok=True)
+            else:
+                replace_file(path, decision.model_dump_json().encode())
+    except OSError as exc:  # EROFS, EACCES: whatever the reason, nothing was written
+        raise Unwritable(f"cannot record a decision for {name!r} in {repository}: {exc.strerror or exc}") from None

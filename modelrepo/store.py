@@ -13,9 +13,11 @@ from modelrepo.paths import (
     RepositoryError,
     inside,
     parse_version,
+    report_file,
     valid_name,
     version_dir,
 )
+from modelrepo.reading import MAX_METADATA_BYTES, MAX_MODEL_BYTES, MAX_REPORT_BYTES, open_regular, read_regular
 from modelrepo.schema import Metadata
 
 
@@ -58,8 +60,9 @@ def newest_version(repository: Path, name: str) -> int | None:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a regular file of at most MAX_MODEL_BYTES (never a pipe or a device)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, MAX_MODEL_BYTES) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -67,34 +70,43 @@ def sha256_file(path: Path) -> str:
 
 def read_metadata(directory: Path) -> Metadata:
     """Parse <directory>/metadata.json, or raise RepositoryError saying why not."""
-    path = directory / METADATA_FILE
-    try:
-        return Metadata.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise RepositoryError(f"{path}: missing") from None
-    except OSError as exc:  # a folder where the file should be, no permission, an I/O error
-        raise RepositoryError(f"{path}: unreadable: {exc.strerror or exc}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise RepositoryError(f"{path}: invalid metadata: {error['loc']} {error['msg']}") from None
+    return _parse_metadata(directory / METADATA_FILE)
 
 
 def verify(repository: Path, name: str, version: int) -> Metadata:
     """Metadata of a version whose files are inside the repository and match the recorded sha256."""
+    return read_verified(repository, name, version)[0]
+
+
+def read_verified(repository: Path, name: str, version: int) -> tuple[Metadata, bytes]:
+    """A version's metadata and the model bytes that matched its sha256 (what a server loads:
+    the bytes checked are the bytes served, never the file read again)."""
     directory = version_dir(repository, name, version)
     try:
         inside(repository, directory)
-        metadata = read_metadata(inside(repository, directory / METADATA_FILE).parent)
-        model = inside(repository, directory / MODEL_FILE)
-        if not model.is_file():
-            raise RepositoryError(f"{directory / MODEL_FILE}: missing or not a file")
-        if sha256_file(model) != metadata.sha256:
-            raise RepositoryError(f"{directory / MODEL_FILE}: sha256 does not match metadata.json")
-    except OSError as exc:  # vanished or unreadable between the checks above
+        metadata = _parse_metadata(inside(repository, directory / METADATA_FILE))
+        model = read_regular(inside(repository, directory / MODEL_FILE), MAX_MODEL_BYTES)
+    except FileNotFoundError as exc:
+        raise RepositoryError(f"{exc.filename or directory}: missing") from None
+    except OSError as exc:  # a pipe, a folder or a device where a file should be; vanished; unreadable
         raise RepositoryError(f"{directory}: unreadable: {exc}") from None
+    if hashlib.sha256(model).hexdigest() != metadata.sha256:
+        raise RepositoryError(f"{directory / MODEL_FILE}: sha256 does not match metadata.json")
     if (metadata.name, metadata.version) != (name, version):
         raise RepositoryError(f"{directory}: metadata says {metadata.name}/{metadata.version}")
-    return metadata
+    return metadata, model
+
+
+def _parse_metadata(path: Path) -> Metadata:
+    try:
+        return Metadata.model_validate_json(read_regular(path, MAX_METADATA_BYTES))
+    except FileNotFoundError:
+        raise RepositoryError(f"{path}: missing") from None
+    except OSError as exc:  # a folder or a pipe where the file should be, no permission, an I/O error
+        raise RepositoryError(f"{path}: unreadable: {exc.strerror or exc}") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise RepositoryError(f"{path}: invalid metadata: {error['loc']} {error['msg']}") from None
 
 
 def candidates(repository: Path, name: str, pinned: int | None = None) -> Iterator[int]:
@@ -131,3 +143,12 @@ def _stays_inside(repository: Path, path: Path) -> bool:
     except (RepositoryError, OSError):
         return False
     return True
+
+
+def read_report(repository: Path, name: str, version: int, filename: str) -> bytes:
+    """A file of a version's report/ folder: a plain name, a regular file inside the repository, capped."""
+    path = report_file(repository, name, version, filename)
+    try:
+        return read_regular(path, MAX_REPORT_BYTES)
+    except OSError:  # replaced by a pipe or a folder since the check, grown past the cap, vanished
+        raise FileNotFoundError(filename) from None

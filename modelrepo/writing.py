@@ -1,26 +1,22 @@
 """Writing versions: publish atomically, prune safely, clean up after crashes.
 
-Both run under the model's lock file, so two publishers never get the same number, a pruner
-never races a publisher, and whatever a crash left behind (hidden staging or trash folders)
-is removed by the next one to take the lock.
+Both run under the model's lock (modelrepo/locking.py), so two publishers never get the same
+number, a pruner never races a publisher or an operator's pin, and whatever a crash left behind
+(hidden staging or trash folders) is removed by the next one to take the lock.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from modelrepo.decisions import read_decision
+from modelrepo.locking import DIR_MODE, FILE_MODE, fsync_dir, locked
 from modelrepo.paths import METADATA_FILE, MODEL_FILE, STAGING_PREFIX, TRASH_PREFIX, RepositoryError, valid_name, version_dir
 from modelrepo.schema import Metadata
 from modelrepo.store import list_versions, newest_version, served_version, sha256_file
-
-# Readable by every user, whatever the umask or the staging folder's mode: the server often
-# runs as another uid than the trainer (the Kubernetes pods do).
-DIR_MODE, FILE_MODE = 0o755, 0o644
 
 
 class Rejected(RepositoryError):
@@ -43,6 +39,11 @@ def publish(
     """
     if not valid_name(name):
         raise RepositoryError(f"invalid model name {name!r}")
+    unranged = [spec.name for spec in metadata.inputs if spec.range is None]
+    if unranged:
+        # The service refuses values outside the range; without one, a CNN fed 3e38 answers NaN.
+        raise RepositoryError(f"{name}: inputs {unranged} declare no value range (TensorSpec.range); "
+                              "every published version must say what values it was trained on")
     root = repository / name
     with locked(root):
         if accept is not None and not accept():
@@ -55,7 +56,7 @@ def publish(
         _make_readable(tmp)
         _fsync_tree(tmp)
         os.rename(tmp, version_dir(repository, name, version))
-        _fsync_dir(root)
+        fsync_dir(root)
     return version
 
 
@@ -63,7 +64,9 @@ def prune(repository: Path, name: str, keep: int, protect: Iterable[int] = ()) -
     """Delete all but the newest `keep` versions; return the deleted ones.
 
     Never deleted: the newest version, the one a server following the newest serves (the
-    newest that verifies), and `protect` (pins, the version a promotion replaced).
+    newest that verifies), the one an operator's decision pins, and `protect` (MODEL_VERSION,
+    the version a promotion replaced). The decision is read under the lock a pin is recorded
+    under, so the two never cross; an unreadable one stops the prune before anything is deleted.
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
@@ -71,7 +74,9 @@ def prune(repository: Path, name: str, keep: int, protect: Iterable[int] = ()) -
     with locked(repository / name):
         versions = list_versions(repository, name)
         served = served_version(repository, name)
-        spared = {*protect, *versions[-1:], *([served[0]] if served else [])}
+        decision = read_decision(repository, name)
+        pinned = [decision.pinned] if decision is not None and decision.pinned is not None else []
+        spared = {*protect, *pinned, *versions[-1:], *([served[0]] if served else [])}
         doomed = [v for v in versions[:-keep] if v not in spared]
         links = [v for v in doomed if version_dir(repository, name, v).is_symlink()]
         if links:
@@ -88,33 +93,6 @@ def prune(repository: Path, name: str, keep: int, protect: Iterable[int] = ()) -
     return removed
 
 
-@contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """The model's lock (flock serialises writers on one host and on most shared filesystems).
-
-    Whoever takes it first removes what a crashed writer left: nobody else can be writing.
-    """
-    if not root.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(DIR_MODE)
-    with open(root / ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _remove_leftovers(root)
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _remove_leftovers(root: Path) -> None:
-    for prefix in (STAGING_PREFIX, TRASH_PREFIX):
-        for leftover in root.glob(f"{prefix}*"):
-            if leftover.is_symlink():
-                leftover.unlink()
-            else:
-                shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _make_readable(top: Path) -> None:
     top.chmod(DIR_MODE)
     for dirpath, dirnames, filenames in os.walk(top):
@@ -129,12 +107,4 @@ def _fsync_tree(top: Path) -> None:
         for filename in filenames:
             with open(os.path.join(dirpath, filename), "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(Path(dirpath))

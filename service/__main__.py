@@ -27,10 +27,7 @@ def main() -> None:
         sys.exit(f"error: {exc}")
     metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(tempfile.gettempdir()) / f"serving-metrics-{settings.port}")
     _fresh_dir(metrics_dir)
-    control_dir = settings.control_dir or metrics_dir.with_name(metrics_dir.name + "-control")
-    _fresh_dir(control_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    os.environ["CONTROL_DIR"] = str(control_dir)
     print(f"serving {settings.model_repository} on {settings.host}:{settings.port} with {settings.web_concurrency} workers, {provider}", flush=True)
     gunicorn = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG), "service.app:create_app()"]
     os.execv(sys.executable, gunicorn)

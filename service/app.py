@@ -44,9 +44,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.merge_slashes = False
 
     manager = ModelManager(settings, providers(settings.device))
-    manager.start()
-    poller = Poller(manager, settings.reload_poll_seconds)
-    poller.start()
+    poller = Poller(manager, settings.reload_poll_seconds, settings.repository_scan_timeout)
+    poller.start()  # the first scan, waited for no longer than REPOSITORY_SCAN_TIMEOUT
     app.extensions["settings"] = settings
     app.extensions["models"] = manager
     app.extensions["poller"] = poller

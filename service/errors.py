@@ -42,6 +42,12 @@ class ModelNotFound(ServingError):
     status = 404
 
 
+class Conflict(ServingError):
+    """The request cannot be carried out in this deployment as it stands (a read-only repository)."""
+
+    status = 409
+
+
 class PayloadTooLarge(ServingError):
     status = 413
 

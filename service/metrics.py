@@ -117,3 +117,12 @@ def init_app(app: Flask, known_models: Callable[[], Collection[str]], default_mo
 # answered; bounded by BUFFER_BUDGET (64 MiB) a worker. Updated twice a second.
 HTTP_HELD_BYTES = Gauge("serving_http_held_bytes", "Request bytes held by the HTTP layer, incomplete or waiting to be answered",
                         multiprocess_mode="livesum")
+
+
+# -- the model repository's scans ------------------------------------------------------------------
+# A scan that outlives REPOSITORY_SCAN_TIMEOUT (a hung filesystem, a version whose warm-up never
+# ends): the poller stops waiting for it and counts it here. Unlabelled, so every worker exports
+# it at zero from start-up.
+REPOSITORY_SCAN_TIMEOUTS = Counter(
+    "serving_repository_scan_timeouts", "Repository scans abandoned after REPOSITORY_SCAN_TIMEOUT seconds (each stuck scan once)"
+)

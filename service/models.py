@@ -1,9 +1,10 @@
 """The model manager: the one owner of what this worker serves.
 
 Routes ask it for a served version, the repository index, a model card or a report file.
-Operators load and unload through it, and it tells the other workers itself, through the
-decisions file (modelrepo.Decisions): a decision is tried here first and recorded only if it
-works, so a failed one changes nothing anywhere. The poller calls `apply_decisions` and `scan`.
+Operators load and unload through it, and it tells every other worker, replica and the
+retraining job through the model's decision in the repository (modelrepo/decisions.py): a
+decision is tried here first and recorded only if it works, so a failed one changes nothing
+anywhere. The poller calls `apply_decisions` and `scan` (and stops waiting for a stuck one).
 
 Each model's own state and its moves live in service/slots.py; a broken version of one model
 never stops the others.
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import modelrepo
 from modelrepo import Decision, Metadata
 from service import metrics
-from service.errors import LoadFailed, ModelNotFound, NotReady
+from service.errors import Conflict, LoadFailed, ModelNotFound, NotReady
 from service.served import Served
 from service.settings import Settings
 from service.slots import Loading, Slot
@@ -49,8 +52,7 @@ class ModelManager:
         # Replaced, never mutated, so request threads read a consistent dict without the lock.
         self._slots: dict[str, Slot] = {}
         self._lock = threading.RLock()
-        self._decisions = modelrepo.Decisions(settings.control_dir)
-        self._decisions_seen: int | None = None
+        self._decisions_seen: dict[str, tuple] = {}  # model → decision_stamp last read
 
     # -- reading (the request path) -------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> Served:
@@ -107,26 +109,26 @@ class ModelManager:
         rows = [row for row in self.index() if row["name"] == name]
         return Card(name, metadata, version, not problem, problem, images, rows)
 
-    def report_file(self, name: str, version: str, filename: str) -> Path:
-        """A file of one version's report/ folder, resolved safely inside the repository."""
+    def report_file(self, name: str, version: str, filename: str) -> bytes:
+        """A file of one version's report/ folder: inside the repository, a regular file, capped."""
         number = modelrepo.parse_version(version)
         if number is None or number not in self.versions(name):
             raise ModelNotFound(f"no version {version!r} of {name!r}")
         try:
-            return modelrepo.report_file(self._repository, name, number, filename)
+            return modelrepo.read_report(self._repository, name, number, filename)
         except (OSError, modelrepo.RepositoryError):
             raise ModelNotFound(f"no report file {filename!r} for {name}/{version}") from None
 
     # -- changing (start-up, poller, operators) -------------------------------------------------
     def start(self) -> None:
-        """Load every model in the repository; never raises, so a broken repository never stops a boot."""
+        """Know the default model (and its decision) before the first scan loads anything."""
         self._slot(self._settings.model_name)
-        self.scan()
-        self.apply_decisions()
 
     def scan(self) -> None:
-        """Pick up new models and versions; one model's failure never stops another's reload."""
-        for name in sorted({*modelrepo.list_models(self._repository), *self._slots}):
+        """Pick up new models and versions, the default model first; one model's failure never
+        stops another's reload."""
+        default = self._settings.model_name
+        for name in [default, *sorted({*modelrepo.list_models(self._repository), *self._slots} - {default})]:
             try:
                 self.refresh(name)
             except Exception:  # a bug of ours; the others must still be refreshed
@@ -138,9 +140,9 @@ class ModelManager:
             self._slot(name).follow()
 
     def load(self, name: str, version: int | None) -> Served:
-        """Serve `version` (a pin) or, with None, follow the newest; every worker follows."""
+        """Serve `version` (a pin) or, with None, follow the newest; every worker and replica follows."""
         self._known(name)
-        with self._lock:
+        with self._operator():
             if version is not None and version not in self.versions(name):
                 raise ModelNotFound(f"no version {version} of {name!r}; on disk: {self.versions(name)}")
             slot = self._slot(name)
@@ -148,34 +150,35 @@ class ModelManager:
             if choice is None:
                 raise LoadFailed(f"cannot load {name}/{version or 'newest'}: {slot.last_error or 'no valid version'}")
             decision = Decision(pinned=version)
-            self._decisions.decide(name, decision)  # recorded only once it is known to work
+            self._record(name, decision)  # only once it is known to work; nothing changes here if it fails
             slot.decision = decision
             if isinstance(choice, tuple):
                 slot.swap(*choice)
             return slot.current
 
     def unload(self, name: str) -> None:
-        """Stop serving `name` until it is loaded again; every worker follows."""
+        """Stop serving `name` until it is loaded again; every worker and replica follows."""
         self._known(name)
-        with self._lock:
+        with self._operator():
             decision = Decision(unloaded=True)
-            self._decisions.decide(name, decision)
+            self._record(name, decision)
             slot = self._slot(name)
             slot.decision = decision
             slot.drop()
 
     def apply_decisions(self) -> None:
-        """Follow the decisions other workers recorded since the last call."""
-        stamp = self._decisions.stamp()
-        if stamp == self._decisions_seen:
-            return
-        self._decisions_seen = stamp
-        for name, decision in self._decisions.read().items():
+        """Follow the decisions recorded since the last call (by any worker, replica or operator CLI)."""
+        for name in sorted(self._slots):
+            stamp = modelrepo.decision_stamp(self._repository, name)
+            if stamp == self._decisions_seen.get(name):
+                continue
+            self._decisions_seen[name] = stamp
             with self._lock:
-                slot = self._slot(name)
+                slot = self._slots[name]
+                decision = self._decision(name, slot.decision)
                 if slot.decision != decision:
                     slot.decision = decision
-                    self.refresh(name)
+                    slot.follow()
 
     # -- internals ------------------------------------------------------------------------------
     def _known(self, name: str) -> None:
@@ -185,11 +188,44 @@ class ModelManager:
     def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)
         if slot is None:
-            pinned = self._settings.model_version if name == self._settings.model_name else None
-            slot = Slot(name, Decision(pinned=pinned), self._loading)
+            self._decisions_seen[name] = modelrepo.decision_stamp(self._repository, name)
+            slot = Slot(name, self._decision(name, self._default_decision(name)), self._loading)
             metrics.declare_model(name)
             self._slots = {**self._slots, name: slot}
         return slot
+
+    def _default_decision(self, name: str) -> Decision:
+        """What a model follows without an operator's decision: MODEL_VERSION for the default model."""
+        return Decision(pinned=self._settings.model_version if name == self._settings.model_name else None)
+
+    def _decision(self, name: str, keep: Decision) -> Decision:
+        """The recorded decision, else the default; `keep` while the file cannot be read (logged)."""
+        try:
+            recorded = modelrepo.read_decision(self._repository, name)
+        except modelrepo.RepositoryError as exc:
+            log.error("keeping the current decision for %s: %s", name, exc)
+            return keep
+        return self._default_decision(name) if recorded is None else recorded
+
+    def _record(self, name: str, decision: Decision) -> None:
+        try:
+            modelrepo.record_decision(self._repository, name, decision)
+        except modelrepo.Unwritable as exc:
+            raise Conflict(f"{exc}. Decisions are kept in the model repository, for every replica and the "
+                           "retraining job: mount it writable here, or pin with MODEL_VERSION") from None
+        except modelrepo.RepositoryError as exc:  # pruned between the check and the lock
+            raise ModelNotFound(f"decision for {name!r} not recorded: {exc}") from None
+
+    @contextmanager
+    def _operator(self) -> Iterator[None]:
+        """The manager's lock for an operator's call, waited for no longer than a scan may run."""
+        if not self._lock.acquire(timeout=self._settings.repository_scan_timeout):
+            raise NotReady(f"the model repository is busy: a scan has run for more than "
+                           f"{self._settings.repository_scan_timeout:g} s (REPOSITORY_SCAN_TIMEOUT); try again later")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _newest_readable(self, name: str) -> tuple[Metadata | None, int | None]:
         for version in reversed(self.versions(name)):

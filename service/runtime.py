@@ -74,12 +74,13 @@ class ModelRuntime:
         a failing warm-up) comes out as InvalidModel, so one broken folder is one failed version.
         """
         try:
-            metadata = modelrepo.verify(repository, name, version)
-            model = modelrepo.inside(repository, modelrepo.version_dir(repository, name, version) / modelrepo.MODEL_FILE)
-            session = ort.InferenceSession(str(model), _options(threads), providers=providers)
+            # The bytes that matched the recorded sha256 are the ones opened: the file is never
+            # read again (a pipe swapped in meanwhile would block the worker).
+            metadata, model = modelrepo.read_verified(repository, name, version)
+            session = ort.InferenceSession(model, _options(threads), providers=providers)
             runtime = cls(name, version, metadata, session, session.get_providers()[0])
             if wide_threads > threads and runtime.provider == "CPUExecutionProvider":
-                runtime._try_wide(ort.InferenceSession(str(model), _options(wide_threads, spin=False), providers=providers))
+                runtime._try_wide(ort.InferenceSession(model, _options(wide_threads, spin=False), providers=providers))
             runtime._check(expect)
             runtime.warm_up(max_batch)
         except InvalidModel:

@@ -69,17 +69,21 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1)
     admin_token: str = ""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    control_dir: Path | None = None  # set by the launcher: where admin decisions reach every worker
+    # -- the model repository ------------------------------------------------------------------------
+    # A scan (or an admin call waiting on one) past this many seconds is abandoned: logged, counted
+    # in serving_repository_scan_timeouts_total. A worker boots with what loaded by then. Sane: a
+    # few times the slowest version's load and warm-up (seconds on a CPU, more for cuDNN tuning).
+    repository_scan_timeout: float = Field(30.0, gt=0)
 
     @field_validator("device", "log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("model_repository", "control_dir")
+    @field_validator("model_repository")
     @classmethod
-    def _absolute(cls, path: Path | None) -> Path | None:
-        return None if path is None else path.expanduser().resolve()
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":

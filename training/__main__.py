@@ -109,7 +109,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from training.retrain import Job, retrain  # noqa: PLC0415
 
     return retrain(Job(args.repository, args.model_name, _config(args), args.min_accuracy, args.significance,
-                       args.keep, args.pin, args.control_dir, args.report))
+                       args.keep, args.pin, args.report))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,9 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Defaults from the servers' own variables, so the CronJob and the compose trainer pass
     # them through; argparse checks a string default like a command-line value.
     p.add_argument("--pin", type=_positive_int, default=os.environ.get("MODEL_VERSION") or None,
-                   help="the servers' pinned version (default: $MODEL_VERSION; an admin pin in --control-dir wins)")
-    p.add_argument("--control-dir", type=Path, default=os.environ.get("CONTROL_DIR") or None,
-                   help="the servers' CONTROL_DIR, where admin pins are kept (default: $CONTROL_DIR)")
+                   help="the servers' pinned version (default: $MODEL_VERSION; an operator's decision in the repository wins)")
     p.add_argument("--keep", type=_positive_int, default=None, help="after promotion, keep only the newest N versions (N ≥ 1)")
     p.add_argument("--report", type=Path, default=None, help="JSON report path (default <repository>/<model>/.reports/)")
     p.set_defaults(func=cmd_retrain)

@@ -40,8 +40,7 @@ class Job:
     min_accuracy: float = MIN_ACCURACY
     significance: float = SIGNIFICANCE
     keep: int | None = None
-    pin: int | None = None  # MODEL_VERSION of the servers
-    control_dir: Path | None = None  # their CONTROL_DIR, for admin pins
+    pin: int | None = None  # MODEL_VERSION of the servers (an operator's decision in the repository wins)
     report: Path | None = None
 
 
@@ -81,10 +80,10 @@ def _run(job: Job, outcome: dict) -> int:
         # Evaluate the references before taking the lock; under it, only a version that
         # appeared or a pin that changed meanwhile costs an evaluation.
         board.champion()
-        board.current(pinned_version(job.name, job.pin, job.control_dir))
+        board.current(pinned_version(job.repository, job.name, job.pin))
 
         def accept() -> bool:
-            pinned = pinned_version(job.name, job.pin, job.control_dir)
+            pinned = pinned_version(job.repository, job.name, job.pin)
             current, champion = board.current(pinned), board.champion()
             references = {role: (v, board.correct(v)) for role, v in (("current", current), ("champion", champion)) if v is not None}
             if champion == current:
@@ -94,7 +93,8 @@ def _run(job: Job, outcome: dict) -> int:
                            champion_version=champion, champion_accuracy=board.accuracy(champion),
                            not_servable={str(v): why for v, why in board.skipped.items()},
                            decision="promote" if verdict.promote else "reject", reason=verdict.reason, gate=verdict.as_dict())
-            outcome["protect"] = sorted({current, champion, pinned} - {None})
+            # MODEL_VERSION too when a decision overrides it: clearing the decision brings it back.
+            outcome["protect"] = sorted({current, champion, pinned, job.pin} - {None})
             return verdict.promote
 
         try:
@@ -113,7 +113,7 @@ def _initial_weights(job: Job, board: Scoreboard, outcome: dict) -> TrainConfig:
     if job.config.init_from != SERVED:
         outcome["init_from"] = job.config.init_from
         return job.config
-    served = board.current(pinned_version(job.name, job.pin, job.control_dir))
+    served = board.current(pinned_version(job.repository, job.name, job.pin))
     if served is None:
         raise RuntimeError(f"--init-from {SERVED}: no servable version of {job.name} in {job.repository} (use --init-from none for a first model)")
     path = modelrepo.version_dir(job.repository, job.name, served) / modelrepo.MODEL_FILE

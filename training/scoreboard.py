@@ -15,16 +15,14 @@ from training.data import Split
 from training.evaluate import predict_onnx
 
 
-def pinned_version(name: str, env_pin: int | None, control_dir: Path | None) -> int | None:
-    """The pin a server applies: an operator's admin decision, else MODEL_VERSION (env_pin).
+def pinned_version(repository: Path, name: str, env_pin: int | None) -> int | None:
+    """The pin the servers apply: an operator's decision in the repository, else MODEL_VERSION (env_pin).
 
-    An admin decision overrides the start-up setting, including "follow the newest again".
+    A decision overrides the start-up setting, including "follow the newest again". An
+    unreadable decision raises RepositoryError: the job stops rather than guess what is served.
     """
-    if control_dir is not None:
-        decision = modelrepo.Decisions(control_dir).read().get(name)
-        if decision is not None:
-            return decision.pinned
-    return env_pin
+    decision = modelrepo.read_decision(repository, name)
+    return env_pin if decision is None else decision.pinned
 
 
 class Scoreboard:

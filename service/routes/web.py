@@ -6,6 +6,7 @@ package when it is installed, and the spec as plain text otherwise.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, render_template, send_file, send_from_directory, url_for
@@ -87,8 +88,8 @@ def model_card():
 @bp.get("/model/report/<version>/<filename>")
 def report_file(version: str, filename: str):
     """A file of one version's report/ folder, for the default model only."""
-    path = models().report_file(settings().model_name, version, filename)
-    return send_file(path, max_age=3600)
+    data = models().report_file(settings().model_name, version, filename)  # read safely, never a path
+    return send_file(io.BytesIO(data), download_name=filename, max_age=3600)
 
 
 # -- API docs -------------------------------------------------------------------------------------

@@ -3,14 +3,16 @@ compares against, the gate, the warm start from the served version, and every ex
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 import modelrepo
-from service.testing import ROOT
+from service.testing import ROOT, start_server
 from tests.tiny_model import publish_tiny
 
 NAME = "fashion-mnist"
@@ -29,7 +31,7 @@ def retrain(repo, *args, env=None, report="r.json"):
     report = repo.parent / report
     result = subprocess.run([sys.executable, "-m", "training", "retrain", "--repository", str(repo), "--report", str(report), *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=900,
-                            env={k: v for k, v in os.environ.items() if k not in ("MODEL_VERSION", "CONTROL_DIR")} | (env or {}))
+                            env={k: v for k, v in os.environ.items() if k != "MODEL_VERSION"} | (env or {}))
     return result, (json.loads(report.read_text()) if report.exists() else None)
 
 
@@ -82,12 +84,41 @@ def test_a_rollback_pin_is_what_the_gate_compares_against(tmp_path, where):
     publish_tiny(repo, seed=1)  # the newest; the operator rolled back to 1
     env = {"MODEL_VERSION": "1"}
     if where == "admin decision":
-        env = {"MODEL_VERSION": "2", "CONTROL_DIR": str(tmp_path / "control")}  # the admin pin wins
-        modelrepo.Decisions(tmp_path / "control").decide(NAME, modelrepo.Decision(pinned=1))
+        env = {"MODEL_VERSION": "2"}  # the admin pin, recorded in the repository, wins
+        modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=1))
     result, report = retrain(repo, *KNOWN_GOOD, env=env)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert report["pinned"] == 1 and report["current_version"] == 1
     assert report["current_accuracy"] == pytest.approx(0.086, abs=1e-4)
+
+
+def test_a_rollback_through_the_api_is_what_the_scheduled_job_gates_against_and_never_prunes(tmp_path, wait_for_version,
+                                                                                              eventually):
+    repo = tmp_path / "models"
+    publish_tiny(repo, seed=1)  # 1: 6.3%, the operator's rollback target (neither the best nor the newest)
+    publish_tiny(repo, seed=0)  # 2: 8.6%, the best
+    publish_tiny(repo, seed=2)  # 3: the newest
+    token = "s3cret-token"
+    server = start_server(repo, tmp_path, ADMIN_TOKEN=token, RELOAD_POLL_SECONDS="0.3")
+    try:
+        pinned = requests.post(f"{server.url}/v2/repository/models/{NAME}/load", json={"parameters": {"version": "1"}},
+                               headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert pinned.status_code == 200, pinned.text
+        wait_for_version(server.url, "1")
+        # As the CronJob and the compose trainer run it: MODEL_VERSION empty, and no option
+        # saying where the servers keep their decisions (they are in the repository).
+        result, report = retrain(repo, *KNOWN_GOOD, "--keep", "1", env={"MODEL_VERSION": ""})
+        assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+        assert report["pinned"] == 1 and report["current_version"] == 1
+        assert report["version"] == 4 and 1 not in report["pruned"] and 1 in modelrepo.list_versions(repo, NAME)
+        # A worker that restarts after the prune serves the pin too: the fleet never splits.
+        assert server.process.poll() is None, server.output()
+        victim = server.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        eventually(lambda: server.replaced(victim), timeout=60, what="a replacement worker")
+        wait_for_version(server.url, "1")
+    finally:
+        server.stop()
 
 
 def test_the_scheduled_recipe_warm_starts_from_the_served_weights(bundled_repo):

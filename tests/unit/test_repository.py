@@ -225,20 +225,95 @@ def test_unsafe_names_are_refused(tmp_path, name):
 
 
 def _decide(args):
-    directory, name, version = args
-    modelrepo.Decisions(directory).decide(name, modelrepo.Decision(pinned=version))
+    repo, name = args
+    modelrepo.record_decision(repo, name, modelrepo.Decision(pinned=1))
 
 
 def test_concurrent_decisions_on_different_models_all_hold(tmp_path):
-    names = [f"model-{i}" for i in range(16)]
+    repo = tmp_path / "models"
+    names = [f"model-{i}" for i in range(8)]
+    for name in names:
+        publish_tiny(repo, name=name)
     with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork")) as pool:
-        list(pool.map(_decide, [(tmp_path, name, i + 1) for i, name in enumerate(names)]))
-    assert modelrepo.Decisions(tmp_path).pinned() == {name: i + 1 for i, name in enumerate(names)}
+        list(pool.map(_decide, [(repo, name) for name in names]))
+    assert all(modelrepo.read_decision(repo, name) == modelrepo.Decision(pinned=1) for name in names)
 
 
-def test_decisions_change_their_stamp(tmp_path):
-    for directory in (tmp_path, None):
-        decisions = modelrepo.Decisions(directory)
-        before = decisions.stamp()
-        decisions.decide("m", modelrepo.Decision(unloaded=True))
-        assert decisions.stamp() != before and decisions.read() == {"m": modelrepo.Decision(unloaded=True)}
+def test_decisions_live_with_the_model_and_change_their_stamp(tmp_path):
+    repo = tmp_path / "models"
+    publish_tiny(repo)
+    before = modelrepo.decision_stamp(repo, NAME)
+    assert modelrepo.read_decision(repo, NAME) is None
+    modelrepo.record_decision(repo, NAME, modelrepo.Decision(unloaded=True))
+    assert modelrepo.decision_stamp(repo, NAME) != before
+    assert modelrepo.read_decision(repo, NAME) == modelrepo.Decision(unloaded=True)
+    assert (repo / NAME / modelrepo.DECISIONS_FILE).stat().st_mode & 0o777 == 0o644
+    modelrepo.record_decision(repo, NAME, None)  # cleared: servers follow MODEL_VERSION again
+    assert modelrepo.read_decision(repo, NAME) is None and modelrepo.decision_stamp(repo, NAME) == before
+    with pytest.raises(modelrepo.RepositoryError, match="no version 7"):
+        modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=7))
+
+
+def test_prune_spares_the_version_a_decision_pins(tmp_path):
+    repo = tmp_path / "models"
+    for seed in range(4):
+        publish_tiny(repo, seed=seed)
+    modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=1))
+    assert modelrepo.prune(repo, NAME, keep=1) == [2, 3]
+    assert modelrepo.list_versions(repo, NAME) == [1, 4]
+
+
+def test_an_unreadable_decision_stops_prune_before_anything_is_deleted(tmp_path):
+    repo = tmp_path / "models"
+    for seed in range(3):
+        publish_tiny(repo, seed=seed)
+    (repo / NAME / modelrepo.DECISIONS_FILE).write_text('{"pinned": "the old one"}')
+    with pytest.raises(modelrepo.RepositoryError, match="not a decision"):
+        modelrepo.prune(repo, NAME, keep=1)
+    assert modelrepo.list_versions(repo, NAME) == [1, 2, 3]
+
+
+def test_publishing_requires_a_declared_input_range(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    onnx.save(tiny_onnx(), staging / "model.onnx")
+    metadata = tiny_metadata()
+    unranged = metadata.model_copy(update={"inputs": [metadata.inputs[0].model_copy(update={"range": None})]})
+    with pytest.raises(modelrepo.RepositoryError, match="range"):
+        modelrepo.publish(tmp_path / "models", NAME, staging, unranged)
+    assert modelrepo.list_versions(tmp_path / "models", NAME) == []
+
+
+def test_the_shipped_versions_declare_their_input_range_and_still_verify(bundled):
+    for name in modelrepo.list_models(bundled):
+        for version in modelrepo.list_versions(bundled, name):
+            metadata = modelrepo.verify(bundled, name, version)
+            assert [spec.range for spec in metadata.inputs] == [(0.0, 1.0)], f"{name}/{version}"
+
+
+def _decide_as_a_reader(repo):
+    # root ignores file modes: decide as nobody, to whom the model folder is read-only.
+    if os.getuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+    try:
+        modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=1))
+    except modelrepo.Unwritable:
+        os._exit(3)
+    except BaseException:  # noqa: BLE001  (any other outcome is the wrong one)
+        os._exit(4)
+    os._exit(5)
+
+
+def test_a_decision_in_a_repository_this_process_cannot_write_is_unwritable_and_changes_nothing(tmp_path):
+    repo = tmp_path / "models"
+    publish_tiny(repo)
+    modelrepo.record_decision(repo, NAME, modelrepo.Decision(unloaded=True))
+    for folder in (tmp_path, repo):
+        folder.chmod(0o755)
+    (repo / NAME).chmod(0o555)
+    try:
+        assert _fork(_decide_as_a_reader, repo) == 3
+    finally:
+        (repo / NAME).chmod(0o755)
+    assert modelrepo.read_decision(repo, NAME) == modelrepo.Decision(unloaded=True)

@@ -49,14 +49,16 @@ def test_a_version_onnxruntime_cannot_run_is_not_servable(tmp_path, test_split):
     assert board.current(None) == 1 and "onnxruntime" in board.skipped[2]
 
 
-def test_an_admin_decision_overrides_model_version(tmp_path):
-    control = tmp_path / "control"
-    assert pinned_version(NAME, 3, None) == 3  # MODEL_VERSION alone
-    assert pinned_version(NAME, 3, control) == 3  # no decisions file yet
-    decisions = modelrepo.Decisions(control)
-    decisions.decide("other-model", modelrepo.Decision(pinned=9))
-    assert pinned_version(NAME, 3, control) == 3
-    decisions.decide(NAME, modelrepo.Decision(pinned=1))
-    assert pinned_version(NAME, 3, control) == 1  # the rollback an operator made at run time
-    decisions.decide(NAME, modelrepo.Decision(pinned=None))
-    assert pinned_version(NAME, 3, control) is None  # "follow the newest again" wins over the start-up pin
+def test_an_operators_decision_in_the_repository_overrides_model_version(tmp_path):
+    repo = tmp_path / "models"
+    publish_tiny(repo)
+    publish_tiny(repo, name="other-model")
+    assert pinned_version(repo, NAME, 3) == 3  # MODEL_VERSION alone: no decision recorded
+    modelrepo.record_decision(repo, "other-model", modelrepo.Decision(pinned=1))
+    assert pinned_version(repo, NAME, 3) == 3
+    modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=1))
+    assert pinned_version(repo, NAME, 3) == 1  # the rollback an operator made at run time
+    modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=None))
+    assert pinned_version(repo, NAME, 3) is None  # "follow the newest again" wins over the start-up pin
+    modelrepo.record_decision(repo, NAME, None)
+    assert pinned_version(repo, NAME, 3) == 3  # cleared: MODEL_VERSION again
