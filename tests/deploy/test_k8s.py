@@ -277,7 +277,7 @@ def test_serving_pod_is_locked_down(variant):
 
 
 @pytest.mark.parametrize("variant", ["base", "overlays/gpu"])
-def test_writable_paths_are_empty_dirs_and_models_read_only(variant):
+def test_writable_paths_are_empty_dirs_and_the_repository_is_shared(variant):
     docs = render(variant)
     deploy = find(docs, "Deployment", "fashion-serving")
     pod, server = deploy["spec"]["template"]["spec"], container(deploy)
@@ -287,7 +287,9 @@ def test_writable_paths_are_empty_dirs_and_models_read_only(variant):
         assert "emptyDir" in mounts[path][1], path
     mount, volume = mounts[env["MODEL_REPOSITORY"]]
     assert env["MODEL_REPOSITORY"] == "/app/models"
-    assert mount.get("readOnly") is True and volume["persistentVolumeClaim"]["readOnly"] is True
+    # Writable: admin load/unload record operators' decisions in the repository, where every
+    # replica and the retraining CronJob read them (a read-only mount answers them 409).
+    assert not mount.get("readOnly") and not volume["persistentVolumeClaim"].get("readOnly")
     find(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
 
 

@@ -136,13 +136,14 @@ def test_api_is_scalable_and_reached_through_the_proxy():
     assert api["environment"]["ADMIN_TOKEN"] == "", "ADMIN_TOKEN must default to empty, never a literal secret"
 
 
-def test_models_volume_is_shared_read_only_by_api_and_writable_by_trainer():
+def test_models_volume_is_shared_by_api_and_trainer():
     cfg = compose_config("base+retrain")
     assert "models" in cfg["volumes"]
     mounts = {name: [v for v in cfg["services"][name]["volumes"] if v.get("source") == "models"]
               for name in ("api", "trainer")}
     (api_mount,), (trainer_mount,) = mounts["api"], mounts["trainer"]
-    assert api_mount["type"] == "volume" and api_mount["target"] == "/app/models" and api_mount.get("read_only")
+    # Writable by the api too: admin decisions live in the repository, for every replica and the trainer.
+    assert api_mount["type"] == "volume" and api_mount["target"] == "/app/models" and not api_mount.get("read_only")
     assert trainer_mount["type"] == "volume" and trainer_mount["target"] == "/models" and not trainer_mount.get("read_only")
     command = cfg["services"]["trainer"]["command"]
     assert command[0] == "retrain"
