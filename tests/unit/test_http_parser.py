@@ -174,3 +174,14 @@ def test_json_depth_is_exact_above_the_limit_whatever_the_strings_hold(value, pa
 def test_json_depth_handles_regex_hostile_bodies(hostile, depth):
     # Linear: these finish at once; the quadratic regex took minutes at this size.
     assert json_depth(hostile) == depth
+
+
+@pytest.mark.parametrize("body, objects", [
+    (b'{"inputs": [' + b'{"name": "a"},' * 2000 + b'{}]}', 2002),
+    (b'{"id": "' + b'{' * 5000 + b'", "inputs": [{}]}', 2),  # braces in a string are not objects
+    (b'[' * 40 + b'{}' + b']' * 40, 1),
+])
+def test_json_objects_are_counted_outside_strings(body, objects):
+    from service.protocol import json_structure
+
+    assert json_structure(body)[1] == objects
