@@ -10,8 +10,9 @@ venv=${VENV:-.venv}
 
 if [ "$what" = test ]; then
   # dataset-fashion-mnist: the training data; prometheus: promtool and a real server for tests;
-  # hey and wrk: load generators; chromium: browser tests; nginx-light: `nginx -t` on the proxy config.
-  packages=(dataset-fashion-mnist prometheus hey wrk chromium nginx-light)
+  # hey and wrk: load generators; chromium: browser tests; nginx-light: `nginx -t` on the proxy config;
+  # postgresql: a throwaway server (initdb, pg_ctl) for the capture store's tests (tests/postgres.py).
+  packages=(dataset-fashion-mnist prometheus hey wrk chromium nginx-light postgresql)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

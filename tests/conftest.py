@@ -124,6 +124,24 @@ def live_metrics_text(server: Server, png) -> str:
     return requests.get(f"{server.url}/metrics", timeout=10).text
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the session (tests/postgres.py)."""
+    from tests.postgres import Postgres  # noqa: PLC0415
+
+    server = Postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path: Path) -> str:
+    """A fresh, empty capture store: an SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'captures.db'}"
+    return request.getfixturevalue("postgres").database()
+
+
 def eventually(check: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
     """Poll `check` until it holds: tests wait for conditions, never for a fixed time."""
     deadline = time.monotonic() + timeout
