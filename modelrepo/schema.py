@@ -59,6 +59,22 @@ class Evaluation(BaseModel):
     hardware: dict[str, str] = Field(default_factory=dict)
 
 
+class Reference(BaseModel):
+    """What the version's predictions and inputs looked like on a held-out split: drift is measured against it.
+
+    The histograms share the service's buckets (service/metrics.py SHARE_BUCKETS): cumulative
+    shares at each upper bound, like Prometheus' `le`.
+    """
+
+    split: str  # which images, e.g. "fashion-mnist test (10000)"
+    images: int = Field(ge=1)
+    class_share: list[float]  # share of top-1 predictions per class, in label order
+    confidence_mean: float  # mean top-1 probability
+    confidence_cumulative: dict[str, float]  # le → share of images with top-1 probability ≤ le
+    input_mean_intensity: float  # mean of each image's input, as a share of the input range
+    input_intensity_cumulative: dict[str, float]
+
+
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -70,6 +86,7 @@ class Metadata(BaseModel):
     outputs: list[TensorSpec]
     preprocessing: str
     evaluation: Evaluation | None = None
+    reference: Reference | None = None  # absent in versions published before drift monitoring
     training: dict = Field(default_factory=dict)
     sha256: str
     tool_versions: dict[str, str] = Field(default_factory=dict)

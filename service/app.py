@@ -8,7 +8,8 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from service import errors, images, metrics
+from service import errors, images, metrics, quality
+from service.capture import Capturer
 from service.device import providers
 from service.decode.sandbox import Limits, Sandbox
 from service.images import Decoder
@@ -53,11 +54,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     sandbox = Sandbox(Limits(settings.decode_processes, settings.decode_memory_mb, settings.decode_timeout, settings.decode_wait_seconds))
     app.extensions["decoder"] = Decoder(settings.max_image_pixels, settings.max_request_pixels, sandbox, settings.decode_cpu_seconds)
 
+    # Capture's writer thread starts here, in the worker after fork (a thread never survives a fork).
+    if settings.capture_enabled:
+        app.extensions["capture"] = Capturer(settings)
+    for name in manager.names():  # drift series at zero from start-up, for the versions loaded by now
+        try:
+            quality.declare(manager.get(name))
+        except errors.ServingError:  # not loaded (yet): declared at its first request
+            pass
+
     errors.init_app(app)
     images.init_app(app)
     metrics.init_app(app, manager.names, settings.model_name)
-    from service.routes import admin, classify, inference, web  # noqa: PLC0415
+    from service.routes import admin, classify, feedback, inference, web  # noqa: PLC0415
 
-    for blueprint in (classify.bp, inference.bp, admin.bp, web.bp):
+    feedback.init_app(app)
+    for blueprint in (classify.bp, inference.bp, feedback.bp, admin.bp, web.bp):
         app.register_blueprint(blueprint)
     return app

@@ -42,6 +42,12 @@ class ModelNotFound(ServingError):
     status = 404
 
 
+class NotFound(ServingError):
+    """An address that names nothing we keep (a feedback id unknown or past the retention)."""
+
+    status = 404
+
+
 class Conflict(ServingError):
     """The request cannot be carried out in this deployment as it stands (a read-only repository)."""
 
@@ -54,6 +60,12 @@ class PayloadTooLarge(ServingError):
 
 class UnsupportedMediaType(ServingError):
     status = 415
+
+
+class TooManyRequests(ServingError):
+    """A client passed its rate limit (public feedback); it may try again later."""
+
+    status = 429
 
 
 class NotReady(ServingError):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Collection
 
 from flask import Flask, Response, g, request
+from modelrepo.reference import BUCKETS
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -126,3 +127,35 @@ HTTP_HELD_BYTES = Gauge("serving_http_held_bytes", "Request bytes held by the HT
 REPOSITORY_SCAN_TIMEOUTS = Counter(
     "serving_repository_scan_timeouts", "Repository scans abandoned after REPOSITORY_SCAN_TIMEOUT seconds (each stuck scan once)"
 )
+
+
+# -- model quality: what the model predicts, how sure it is, what it is shown, whether it was right --
+# Compared against the reference the version recorded on its validation split (REFERENCE_*), these
+# show drift without labels; feedback adds live accuracy. Labels are bounded: model and version
+# from the repository, class from the model's labels, outcome right/wrong. Declared at zero for
+# each served version (service/quality.py).
+SHARE_BUCKETS = BUCKETS  # the reference's buckets (modelrepo/reference.py), so live and reference compare
+PREDICTIONS = Counter("serving_predictions", "Images predicted as each class (top-1)", ["model", "version", "class"])
+CONFIDENCE = Histogram("serving_prediction_confidence", "Top-1 probability of each image", ["model", "version"],
+                       buckets=SHARE_BUCKETS)
+INPUT_INTENSITY = Histogram("serving_input_mean_intensity", "Mean of each image's model input, as a share of its range",
+                            ["model", "version"], buckets=SHARE_BUCKETS)
+FEEDBACK = Counter("serving_feedback", "True labels received, by whether the prediction was right", ["model", "version", "outcome"])
+FEEDBACK_OUTCOMES = ("right", "wrong")
+REFERENCE_CLASS_SHARE = Gauge("serving_reference_class_share", "Share of each class among the version's validation predictions",
+                              ["model", "version", "class"], multiprocess_mode="livemax")
+REFERENCE_CONFIDENCE = Gauge("serving_reference_confidence_mean", "Mean top-1 probability on the version's validation split",
+                             ["model", "version"], multiprocess_mode="livemax")
+REFERENCE_INTENSITY = Gauge("serving_reference_input_mean_intensity", "Mean input intensity of the version's validation split",
+                            ["model", "version"], multiprocess_mode="livemax")
+REFERENCE_ACCURACY = Gauge("serving_reference_accuracy", "Test accuracy on the version's model card", ["model", "version"],
+                           multiprocess_mode="livemax")
+
+
+# -- capture (service/capture.py) ---------------------------------------------------------------------
+# Captures the store never got: the worker's queue was full, or the store failed (down, full disk);
+# the request succeeded anyway. Every reason exported at zero by each worker.
+CAPTURED = Counter("serving_captures_written", "Images written to the capture store")
+CAPTURE_DROPS = Counter("serving_capture_dropped", "Captures lost, by reason (the request still succeeded)", ["reason"])
+CAPTURE_DROP_REASONS = ("queue_full", "store_error")
+CAPTURE_PRUNED = Counter("serving_capture_pruned", "Captures deleted by retention (age or row count)")

@@ -60,8 +60,13 @@ class RequestOutput(_Strict):
     parameters: OutputParameters | None = None
 
 
+# A request id addresses its images for feedback and is stored with them: bounded, and printable
+# (PostgreSQL text cannot hold NUL, and one such id would lose its whole batch of captures).
+REQUEST_ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
 class InferenceRequest(_Strict):
-    id: StrictStr | None = None
+    id: StrictStr | None = Field(None, max_length=128, pattern=REQUEST_ID_PATTERN)
     parameters: RequestParameters | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None

@@ -74,6 +74,29 @@ class Settings(BaseSettings):
     # in serving_repository_scan_timeouts_total. A worker boots with what loaded by then. Sane: a
     # few times the slowest version's load and warm-up (seconds on a CPU, more for cuDNN tuning).
     repository_scan_timeout: float = Field(30.0, gt=0)
+    # -- capture: what the model saw, kept for drift analysis and retraining (store/, capture.py) -----
+    # Each classified image is kept as the model's input (v1: the 28×28 uint8 view; v2: the tensor)
+    # with its prediction. SQLite by default (one file, relative to the working directory); a
+    # postgresql+psycopg:// URL for several replicas. The request never waits for the store.
+    capture_enabled: bool = True
+    capture_url: str = "sqlite:///./captures.db"
+    capture_sample_rate: float = Field(1.0, ge=0, le=1)  # share of images kept, drawn at random
+    # Retention, enforced by each worker's writer every CAPTURE_PRUNE_SECONDS: the oldest rows go
+    # past the row count, every row past the age. 1M rows of v1 captures is about 1 GB.
+    capture_max_rows: int = Field(1_000_000, ge=1)
+    capture_max_age_hours: float = Field(720.0, gt=0)  # 30 days
+    capture_prune_seconds: float = Field(60.0, gt=0)
+    # A worker's queue of captures waiting for its writer thread; past it captures are dropped
+    # (serving_capture_dropped_total{reason="queue_full"}), never the request.
+    capture_queue_size: int = Field(2048, ge=1, le=1_000_000)
+    capture_batch_size: int = Field(256, ge=1, le=10_000)  # rows per INSERT transaction
+    # -- feedback: true labels for captured images (POST /v1/feedback) ------------------------------
+    # Labels train the next model, so a wrong one is an attack: by default only the holder of
+    # FEEDBACK_TOKEN may label. FEEDBACK_PUBLIC=1 also takes labels from anyone (the web page's
+    # "Wrong?"), stored as source "public" and limited per client address and worker.
+    feedback_token: str = ""
+    feedback_public: bool = False
+    feedback_public_per_minute: int = Field(10, ge=1, le=10_000)
 
     @field_validator("device", "log_level", mode="before")
     @classmethod

@@ -107,7 +107,7 @@ class Server:
 def start_server(repository: Path | str, tmp: Path, wait_ready: bool = True, cwd: Path = ROOT, **env: str) -> Server:
     """`python -m service` on a free loopback port with env overrides, ready to answer.
 
-    Defaults suit tests (2 workers, no polling, metrics in tmp); keyword arguments override
+    Defaults suit tests (2 workers, no polling, metrics and captures in tmp); keyword arguments override
     them. A start that fails never leaves a server behind.
     """
     port = free_port()
@@ -115,6 +115,8 @@ def start_server(repository: Path | str, tmp: Path, wait_ready: bool = True, cwd
         "HOST": "127.0.0.1", "PORT": str(port), "MODEL_REPOSITORY": str(repository),
         "WEB_CONCURRENCY": "2", "RELOAD_POLL_SECONDS": "0", "LOG_LEVEL": "info",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{port}"),
+        # Captures in tmp, never the working directory's captures.db that scripts/serve.sh uses.
+        "CAPTURE_URL": f"sqlite:///{tmp / f'captures-{port}.db'}",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     } | env
     log = tmp / f"server-{port}.log"

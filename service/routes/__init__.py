@@ -1,8 +1,11 @@
 """HTTP routes, one blueprint per API, and the few helpers they share: HTTP only, no model state."""
 from __future__ import annotations
 
+import uuid
+
 from flask import current_app, request
 
+from service.capture import Capturer
 from service.errors import UnsupportedMediaType
 from service.images import Decoder
 from service.models import ModelManager
@@ -20,6 +23,16 @@ def settings() -> Settings:
 
 def decoder() -> Decoder:
     return current_app.extensions["decoder"]
+
+
+def capturer() -> Capturer | None:
+    """The worker's capture queue, None when CAPTURE_ENABLED is off."""
+    return current_app.extensions.get("capture")
+
+
+def new_request_id() -> str:
+    """A fresh id for an answer: 32 hex digits, unguessable (it addresses the image for feedback)."""
+    return uuid.uuid4().hex
 
 
 def body() -> bytes:

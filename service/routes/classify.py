@@ -7,7 +7,8 @@ from flask import Blueprint, jsonify, request
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.images import to_png_base64
 from service.metrics import IMAGES
-from service.routes import body, decoder, models, settings
+from service.quality import observe
+from service.routes import body, capturer, decoder, models, new_request_id, settings
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 MAX_TOP_K = 10
@@ -53,13 +54,25 @@ def classify(name: str | None):
         uploads = _uploads()
         tensors = decoder().decode(uploads)
         probabilities = served.infer(tensors)
+    request_id = new_request_id()
     results = []
-    for (filename, _), row, tensor in zip(uploads, probabilities, tensors):
+    for index, ((filename, _), row, tensor) in enumerate(zip(uploads, probabilities, tensors)):
         best = np.argsort(-row, kind="stable")[:top_k]
-        result = {"filename": filename,
+        result = {"index": index, "filename": filename,
                   "top_k": [{"label": served.labels[i], "class_id": int(i), "probability": float(row[i])} for i in best]}
         if explain:
             result["preprocessed_png"] = to_png_base64(tensor)
         results.append(result)
     IMAGES.labels(served.name, str(served.version)).inc(len(results))
-    return jsonify(model_name=served.name, model_version=str(served.version), results=results)
+    observe(served, tensors, probabilities)
+    if (capture := capturer()) is not None:
+        capture.submit(request_id, "v1", served.name, served.version, _seen(tensors), probabilities)
+    response = jsonify(request_id=request_id, model_name=served.name, model_version=str(served.version), results=results)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _seen(tensors: np.ndarray) -> np.ndarray:
+    """What the model saw, as uint8 pixels (28×28 for Fashion-MNIST): a quarter of the float32 bytes."""
+    pixels = tensors[..., 0] if tensors.shape[-1] == 1 else tensors
+    return np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -5,7 +5,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from service.errors import NotReady, UnsupportedMediaType
 from service.metrics import IMAGES
-from service.routes import body, models, settings
+from service.quality import observe
+from service.routes import body, capturer, models, new_request_id, settings
 from service.tensors import HEADER_LENGTH, encode_response, input_tensor, parse_request, requested_outputs
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -76,9 +77,15 @@ def infer(name: str, version: str | None = None):
         batch = input_tensor(parsed, blobs, served.input, settings().max_batch_images)
         outputs = requested_outputs(parsed, served.output, served.labels)
         probabilities = served.infer(batch)
-    head = {"model_name": name, "model_version": str(served.version)} | ({"id": parsed.id} if parsed.id is not None else {})
+    # The request's id is echoed; one is made when it had none, so every answer can get feedback.
+    request_id = parsed.id if parsed.id else new_request_id()
+    head = {"id": request_id, "model_name": name, "model_version": str(served.version)}
     payload, json_length = encode_response(head, outputs, probabilities, served.labels)
     IMAGES.labels(served.name, str(served.version)).inc(len(batch))
+    observe(served, batch, probabilities)
+    if (capture := capturer()) is not None:
+        capture.submit(request_id, "v2", served.name, served.version, batch, probabilities)
+    headers = {"X-Request-ID": request_id}
     if json_length is None:
-        return Response(payload, mimetype="application/json")
-    return Response(payload, mimetype="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})
+        return Response(payload, mimetype="application/json", headers=headers)
+    return Response(payload, mimetype="application/octet-stream", headers=headers | {HEADER_LENGTH: str(json_length)})
