@@ -85,7 +85,8 @@ def infer(name: str, version: str | None = None):
     observe(served, batch, probabilities)
     if (capture := capturer()) is not None:
         capture.submit(request_id, "v2", served.name, served.version, batch, probabilities)
-    headers = {"X-Request-ID": request_id}
+    # A header carries latin-1 only: a client's id beyond ASCII stays in the body alone.
+    headers = {"X-Request-ID": request_id} if request_id.isascii() else {}
     if json_length is None:
         return Response(payload, mimetype="application/json", headers=headers)
     return Response(payload, mimetype="application/octet-stream", headers=headers | {HEADER_LENGTH: str(json_length)})

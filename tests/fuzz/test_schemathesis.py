@@ -32,6 +32,7 @@ MIN_REQUESTS = 1_000
 # Per operation, before schemathesis adds the spec's examples and its coverage cases.
 EXAMPLES_PER_OPERATION = 100
 TOKEN = "fuzz-admin-token"
+FEEDBACK_TOKEN = "fuzz-feedback-token"
 MODEL, SERVED_VERSION = "fashion-mnist", "2"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 SENT: Counter[tuple[str, int]] = Counter()  # (operation, status) → responses; tests/fuzz/conftest.py prints it
@@ -71,7 +72,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("schemathesis")
     publish_tiny(tmp / "models", seed=0)
     publish_tiny(tmp / "models", seed=1)
-    srv = start_server(tmp / "models", tmp, ADMIN_TOKEN=TOKEN)
+    srv = start_server(tmp / "models", tmp, ADMIN_TOKEN=TOKEN, FEEDBACK_TOKEN=FEEDBACK_TOKEN)
     yield srv
     srv.stop()
 
@@ -98,6 +99,8 @@ def _prepare(case, count: int) -> None:
     """Credentials, and in positive cases a correct Inference-Header-Content-Length (schemathesis draws any integer)."""
     if "/repository/models/" in case.path and count % 2 == 0:  # every other admin call authenticated
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {TOKEN}"}
+    if case.path == "/v1/feedback" and count % 2 == 0:  # every other label authenticated, so bodies are checked
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {FEEDBACK_TOKEN}"}
     if case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE or not case.path.endswith("/infer"):
         return
     headers = {k: v for k, v in (case.headers or {}).items() if k != HEADER_LENGTH}
