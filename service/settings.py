@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("capture_url")
+    @classmethod
+    def _store_scheme(cls, url: str) -> str:
+        # Checked here so a typo stops the launcher, rather than dropping every capture at run time.
+        if not url.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError("a sqlite:///path or postgresql+psycopg://user:password@host/database URL")
+        return url
+
     @field_validator("model_repository")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
