@@ -2,7 +2,7 @@
 
 Routes ask it for a served version, the repository index, a model card or a report file.
 Operators load and unload through it, and it tells every other worker, replica and the
-retraining job through the model's decision in the repository (modelrepo/decisions.py): a
+retraining job through the model's decision in the repository (service/decided.py): a
 decision is tried here first and recorded only if it works, so a failed one changes nothing
 anywhere. The poller calls `apply_decisions` and `scan` (and stops waiting for a stuck one).
 
@@ -21,7 +21,8 @@ from pathlib import Path
 import modelrepo
 from modelrepo import Decision, Metadata
 from service import metrics
-from service.errors import Conflict, LoadFailed, ModelNotFound, NotReady
+from service.decided import Decided
+from service.errors import LoadFailed, ModelNotFound, NotReady
 from service.served import Served
 from service.settings import Settings
 from service.slots import Loading, Slot
@@ -52,7 +53,7 @@ class ModelManager:
         # Replaced, never mutated, so request threads read a consistent dict without the lock.
         self._slots: dict[str, Slot] = {}
         self._lock = threading.RLock()
-        self._decisions_seen: dict[str, tuple] = {}  # model → decision_stamp last read
+        self._decided = Decided(settings.model_repository, settings.model_name, settings.model_version)
 
     # -- reading (the request path) -------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> Served:
@@ -150,7 +151,7 @@ class ModelManager:
             if choice is None:
                 raise LoadFailed(f"cannot load {name}/{version or 'newest'}: {slot.last_error or 'no valid version'}")
             decision = Decision(pinned=version)
-            self._record(name, decision)  # only once it is known to work; nothing changes here if it fails
+            self._decided.record(name, decision)  # only once it is known to work; nothing changes here if it fails
             slot.decision = decision
             if isinstance(choice, tuple):
                 slot.swap(*choice)
@@ -161,7 +162,7 @@ class ModelManager:
         self._known(name)
         with self._operator():
             decision = Decision(unloaded=True)
-            self._record(name, decision)
+            self._decided.record(name, decision)
             slot = self._slot(name)
             slot.decision = decision
             slot.drop()
@@ -169,13 +170,11 @@ class ModelManager:
     def apply_decisions(self) -> None:
         """Follow the decisions recorded since the last call (by any worker, replica or operator CLI)."""
         for name in sorted(self._slots):
-            stamp = modelrepo.decision_stamp(self._repository, name)
-            if stamp == self._decisions_seen.get(name):
+            if not self._decided.changed(name):
                 continue
-            self._decisions_seen[name] = stamp
             with self._lock:
                 slot = self._slots[name]
-                decision = self._decision(name, slot.decision)
+                decision = self._decided.read(name, keep=slot.decision)
                 if slot.decision != decision:
                     slot.decision = decision
                     slot.follow()
@@ -188,33 +187,10 @@ class ModelManager:
     def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)
         if slot is None:
-            self._decisions_seen[name] = modelrepo.decision_stamp(self._repository, name)
-            slot = Slot(name, self._decision(name, self._default_decision(name)), self._loading)
+            slot = Slot(name, self._decided.read(name), self._loading)
             metrics.declare_model(name)
             self._slots = {**self._slots, name: slot}
         return slot
-
-    def _default_decision(self, name: str) -> Decision:
-        """What a model follows without an operator's decision: MODEL_VERSION for the default model."""
-        return Decision(pinned=self._settings.model_version if name == self._settings.model_name else None)
-
-    def _decision(self, name: str, keep: Decision) -> Decision:
-        """The recorded decision, else the default; `keep` while the file cannot be read (logged)."""
-        try:
-            recorded = modelrepo.read_decision(self._repository, name)
-        except modelrepo.RepositoryError as exc:
-            log.error("keeping the current decision for %s: %s", name, exc)
-            return keep
-        return self._default_decision(name) if recorded is None else recorded
-
-    def _record(self, name: str, decision: Decision) -> None:
-        try:
-            modelrepo.record_decision(self._repository, name, decision)
-        except modelrepo.Unwritable as exc:
-            raise Conflict(f"{exc}. Decisions are kept in the model repository, for every replica and the "
-                           "retraining job: mount it writable here, or pin with MODEL_VERSION") from None
-        except modelrepo.RepositoryError as exc:  # pruned between the check and the lock
-            raise ModelNotFound(f"decision for {name!r} not recorded: {exc}") from None
 
     @contextmanager
     def _operator(self) -> Iterator[None]:

@@ -20,7 +20,7 @@ def test_defaults():
 @pytest.mark.parametrize("name, value", [
     ("PORT", "eighty"), ("PORT", "70000"), ("DEVICE", "tpu"), ("WEB_CONCURRENCY", "0"), ("MAX_REQUEST_BYTES", "-1"),
     ("MAX_BATCH_IMAGES", "0"), ("MAX_BATCH_SIZE", "x"), ("MAX_QUEUE_DELAY_MS", "-2"), ("RELOAD_POLL_SECONDS", "soon"),
-    ("MODEL_VERSION", "0"), ("MODEL_VERSION", "latest"), ("LOG_LEVEL", "loud"),
+    ("MODEL_VERSION", "0"), ("MODEL_VERSION", "latest"), ("LOG_LEVEL", "loud"), ("REPOSITORY_SCAN_TIMEOUT", "0"),
 ])
 def test_invalid_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
