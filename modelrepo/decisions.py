@@ -77,6 +77,12 @@ def record_decision(repository: Path, name: str, decision: Decision | None) -> N
     """
     path = decision_path(repository, name)
     try:
+        os.stat(path.parent)
+    except FileNotFoundError:  # never create a model folder for a decision about nothing
+        raise RepositoryError(f"no model {name!r} in {repository}") from None
+    except OSError:
+        pass  # unreachable or unreadable here: taking the lock below says which (Unwritable)
+    try:
         with locked(path.parent):
             if decision is not None and decision.pinned is not None and decision.pinned not in list_versions(repository, name):
                 raise RepositoryError(f"no version {decision.pinned} of {name!r} on disk")

@@ -252,6 +252,9 @@ def test_decisions_live_with_the_model_and_change_their_stamp(tmp_path):
     assert modelrepo.read_decision(repo, NAME) is None and modelrepo.decision_stamp(repo, NAME) == before
     with pytest.raises(modelrepo.RepositoryError, match="no version 7"):
         modelrepo.record_decision(repo, NAME, modelrepo.Decision(pinned=7))
+    with pytest.raises(modelrepo.RepositoryError, match="no model"):
+        modelrepo.record_decision(repo, "no-such-model", None)
+    assert not (repo / "no-such-model").exists()
 
 
 def test_prune_spares_the_version_a_decision_pins(tmp_path):
