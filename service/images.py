@@ -25,6 +25,7 @@ from service.decode import admit, pixels
 from service.decode.pixels import FORMATS, PIXEL_WEIGHT, WORK  # noqa: F401 (the decoders' constants, imported from here)
 from service.decode.sandbox import Busy, Overrun, Sandbox
 from service.errors import BadRequest, NotReady, PayloadTooLarge
+from service.metrics import DECODE_REASONS, DECODE_REFUSALS
 
 SIZE = 28
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -50,7 +51,7 @@ class _Budget:
 class Decoder:
     """Decodes the images of requests within per-image and per-request budgets, costly ones in a sandbox."""
 
-    def __init__(self, image_pixels: int, request_pixels: int, sandbox: Sandbox | None = None, cpu_seconds: float = 1.0):
+    def __init__(self, image_pixels: int, request_pixels: int, sandbox: Sandbox | None = None, cpu_seconds: float = 1.5):
         # Without a sandbox (tests of the decoding alone), every image decodes in this process.
         self.image_pixels = image_pixels
         self.request_pixels = request_pixels
@@ -67,15 +68,20 @@ class Decoder:
         if not data:
             raise BadRequest(f"{which}: empty image")
         if budget.cpu_seconds <= 0:
+            DECODE_REFUSALS.labels("cpu").inc()
             raise PayloadTooLarge(f"{which}: the images before it used up the request's decoding CPU "
                                   f"(limit {self.cpu_seconds:g} s, DECODE_CPU_SECONDS)")
         try:
             small, orientation, cost = self._small(data, budget)
         except pixels.DecodeError as exc:
+            if isinstance(exc, pixels.OutOfMemory):
+                DECODE_REFUSALS.labels("memory").inc()
             raise _client_error(which, exc, self, budget) from None
         except Overrun as exc:
+            DECODE_REFUSALS.labels(exc.limit).inc()
             raise _overrun(which, exc, self) from None
         except admit.Refused as exc:
+            DECODE_REFUSALS.labels(exc.limit).inc()
             raise PayloadTooLarge(f"{which}: {exc}") from None
         except Busy as exc:
             raise DecodersBusy(f"{which}: no decoder free: {exc} (DECODE_PROCESSES, DECODE_WAIT_SECONDS); retry") from None
@@ -122,6 +128,9 @@ def _overrun(which: str, exc: Overrun, decoder: Decoder) -> Exception:
     if exc.limit == "cpu":
         return PayloadTooLarge(f"{which}: decoding used more CPU than the request may (limit {decoder.cpu_seconds:g} s, "
                                f"DECODE_CPU_SECONDS); the decoder was {exc}")
+    if exc.limit == "memory":
+        return PayloadTooLarge(f"{which}: decoding needs more memory than a decoder may use "
+                               f"(limit {decoder.sandbox.limits.memory_mb} MB, DECODE_MEMORY_MB); it ran {exc}")
     if exc.limit == "time":
         return PayloadTooLarge(f"{which}: decoding took longer than an image may (limit {decoder.sandbox.limits.timeout:g} s, "
                                f"DECODE_TIMEOUT)")
@@ -129,7 +138,9 @@ def _overrun(which: str, exc: Overrun, decoder: Decoder) -> Exception:
 
 
 def init_app(app: Flask) -> None:
-    """A 503 for busy decoders carries Retry-After, like every 503 a client should retry."""
+    """A 503 for busy decoders carries Retry-After; every refusal reason is exported from start-up."""
+    for reason in DECODE_REASONS:
+        DECODE_REFUSALS.labels(reason)
 
     @app.errorhandler(DecodersBusy)
     def busy(exc: DecodersBusy):

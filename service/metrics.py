@@ -159,3 +159,11 @@ CAPTURED = Counter("serving_captures_written", "Images written to the capture st
 CAPTURE_DROPS = Counter("serving_capture_dropped", "Captures lost, by reason (the request still succeeded)", ["reason"])
 CAPTURE_DROP_REASONS = ("queue_full", "store_error")
 CAPTURE_PRUNED = Counter("serving_capture_pruned", "Captures deleted by retention (age or row count)")
+
+
+# -- image decoding (service/decode/) ----------------------------------------------------------------
+# Images refused because decoding them passed, or would pass, a decoder process's limit (memory,
+# cpu, time), or because the process died otherwise (crash: a decoder bug the image found); a
+# process that passed a limit or died is replaced. Each worker exports every reason at zero.
+DECODE_REFUSALS = Counter("serving_decode_refusals", "Images refused by a decoder limit (memory, cpu, time) or crash", ["reason"])
+DECODE_REASONS = ("memory", "cpu", "time", "crash")

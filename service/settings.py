@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     # Address space a decoder may add to its idle self (RLIMIT_AS). The largest ordinary decode under
     # MAX_IMAGE_PIXELS, a 16 MP transparent PNG (a 64 MB RGBA canvas), fits in 72 MB and not in 64.
     decode_memory_mb: int = Field(96, ge=32, le=4096)
-    # CPU seconds one request's decoding may use, all images and processes together (ITIMER_PROF,
-    # RLIMIT_CPU); the worst ordinary request under the pixel caps takes 0.8 s on a 2-core EPYC.
-    decode_cpu_seconds: float = Field(1.0, gt=0, le=60)
+    # CPU seconds a request's images may use in decoders, all together (ITIMER_PROF, RLIMIT_CPU). The
+    # worst ordinary request under the pixel caps, three 16 MP transparent PNGs, uses 0.8 s on the
+    # 2-core EPYC; a bomb costs this plus about 0.2 s (the worker's share, a new decoder's start).
+    decode_cpu_seconds: float = Field(1.5, gt=0, le=60)
     # Wall seconds one image may take in a decoder before it is killed (stuck, or starved of CPU).
     decode_timeout: float = Field(10.0, gt=0, le=300)
     # Seconds a request waits for a free decoder; then 503 with Retry-After (a queue with a deadline).

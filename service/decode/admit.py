@@ -48,7 +48,11 @@ class Header(NamedTuple):
 
 
 class Refused(Exception):
-    """A header that promises a cost no decoder should pay; the message says what came."""
+    """A header that promises a cost no decoder should pay; `limit` is the one it would pass ('memory', 'cpu')."""
+
+    def __init__(self, limit: str, message: str):
+        super().__init__(message)
+        self.limit = limit
 
 
 def header(data: bytes) -> Header | None:
@@ -104,8 +108,8 @@ def refuse_costly(data: bytes, found: Header | None, memory_mb: int) -> None:
     blocks = sum(math.ceil(found.width * h / h_max / 8) * math.ceil(found.height * v / v_max / 8) for h, v in found.components)
     needed_mb = blocks * 64 * 2 / 2**20
     if needed_mb > memory_mb:
-        raise Refused(f"a progressive JPEG of {found.width}×{found.height} needs {needed_mb:,.0f} MB of coefficients "
+        raise Refused("memory", f"a progressive JPEG of {found.width}×{found.height} needs {needed_mb:,.0f} MB of coefficients "
                       f"to decode, limit {memory_mb} MB (DECODE_MEMORY_MB)")
     scans = data.count(b"\xff\xda")
     if scans > MAX_JPEG_SCANS:
-        raise Refused(f"a progressive JPEG of {scans:,} scans, limit {MAX_JPEG_SCANS}")
+        raise Refused("cpu", f"a progressive JPEG of {scans:,} scans, limit {MAX_JPEG_SCANS}")

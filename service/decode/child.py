@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import resource
 import signal
 import sys
@@ -24,7 +25,13 @@ import time
 from PIL import Image
 
 from service.decode import pixels
-from service.decode.wire import JOB, Reply, read_exact, write_reply
+from service.decode.wire import EXIT_OUT_OF_MEMORY, JOB, Reply, read_exact, write_reply
+
+
+# Freed when an allocation fails, so that the reply itself can be built: without it, a MemoryError
+# raised deep in Pillow's TIFF parser once took the process down before it could answer.
+RESERVE_BYTES = 4 * 1024 * 1024
+_reserve = bytearray()
 
 
 def _vm_size() -> int:
@@ -53,21 +60,21 @@ def _disarm() -> None:
     signal.setitimer(signal.ITIMER_PROF, 0)
 
 
-def _serve(job: bytes, cpu_seconds: float, image_cap: int, pixels_left: int) -> Reply:
+def _serve(job: bytes, image_cap: int, pixels_left: int) -> Reply:
     try:
         small, orientation, cost = pixels.decode(job, image_cap, pixels_left)
-    except pixels.OutOfMemory as exc:
-        return Reply.failure(exc, retire=True)  # its heap may stay large: the worker starts a fresh one
+        return Reply.success(small, orientation, cost)
+    except (MemoryError, pixels.OutOfMemory) as exc:
+        _reserve.clear()  # room to answer; the process retires after it (its heap may stay large)
+        return Reply.failure(exc if isinstance(exc, pixels.OutOfMemory) else pixels.OutOfMemory("decoding"), retire=True)
     except pixels.DecodeError as exc:
         return Reply.failure(exc)
-    except MemoryError:
-        return Reply.failure(pixels.OutOfMemory("decoding"), retire=True)
-    return Reply.success(small, orientation, cost)
 
 
 def main() -> None:
     memory_mb = int(sys.argv[1])
     _warm_up()
+    _reserve.extend(bytes(RESERVE_BYTES))
     limit = _vm_size() + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -80,10 +87,13 @@ def main() -> None:
         data = read_exact(stdin, length) or b""
         start = time.process_time()
         _arm(cpu_seconds)
-        reply = _serve(data, cpu_seconds, image_cap, pixels_left)
-        _disarm()
-        reply.cpu_seconds = time.process_time() - start
-        write_reply(stdout, reply)
+        try:
+            reply = _serve(data, image_cap, pixels_left)
+            _disarm()
+            reply.cpu_seconds = time.process_time() - start
+            write_reply(stdout, reply)
+        except MemoryError:
+            os._exit(EXIT_OUT_OF_MEMORY)
         if reply.retire:
             return
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.decode import wire
+from service.decode.wire import EXIT_OUT_OF_MEMORY
 
 log = logging.getLogger(__name__)
 # The directory holding the `service` package: a decoder imports it whatever the worker's cwd.
@@ -34,7 +35,7 @@ class Busy(Exception):
 
 
 class Overrun(Exception):
-    """A decoder process was killed by one of its limits; `limit` names it: 'cpu', 'time' or 'crash'."""
+    """A decoder process was killed by one of its limits, or died; `limit` says which: 'cpu', 'memory', 'time' or 'crash'."""
 
     def __init__(self, limit: str, detail: str):
         super().__init__(detail)
@@ -102,6 +103,8 @@ class _Process:
         code = self.popen.wait()
         if -code in _CPU_SIGNALS:
             return Overrun("cpu", f"killed by {signal.Signals(-code).name}")
+        if code == EXIT_OUT_OF_MEMORY:
+            return Overrun("memory", "out of memory even for its answer")
         what = signal.Signals(-code).name if code < 0 else f"exit status {code}"
         return Overrun("crash", f"the decoder process ended ({what})")
 

@@ -18,6 +18,8 @@ from service.decode import pixels
 JOB = struct.Struct("<dQQQ")
 REPLY = struct.Struct("<B?dQII")
 OK = 0
+# A decoder's exit status when it ran out of memory even for its answer (service/decode/child.py).
+EXIT_OUT_OF_MEMORY = 3
 ERRORS: tuple[type[pixels.DecodeError], ...] = (pixels.Unreadable, pixels.Corrupt, pixels.TooManyPixels,
                                                  pixels.OverRequest, pixels.OutOfMemory)
 

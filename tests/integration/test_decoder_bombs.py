@@ -18,6 +18,7 @@ from tests.hostile_images import decoder_bombs, gif_comments, picture, png_chunk
 # Generous: a CI machine may be slow. Before issue 20, the repeated-scan JPEG took 314 s.
 TIMEOUT = 60
 CONCURRENT = 6  # the issue's six GIF bombs at once
+REFUSALS = "serving_decode_refusals_total"
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +44,15 @@ def _assert_unharmed(server, workers: list[int], before: dict, ordinary: bytes) 
 
 
 @pytest.mark.parametrize("spec", decoder_bombs(), ids=lambda spec: spec.name)
-def test_a_decoder_bomb_gets_a_json_4xx_and_the_worker_lives(server, ordinary, spec):
+def test_a_decoder_bomb_gets_a_json_4xx_and_the_worker_lives(server, ordinary, metric, spec):
     before = _classify(server.url, ordinary).json()
-    workers = server.workers()
+    workers, refused = server.workers(), metric(server.url, REFUSALS)
 
     response = _classify(server.url, spec.build(), f"{spec.name}.{spec.suffix}")
 
     _assert_refused(response)
     _assert_unharmed(server, workers, before, ordinary)
+    assert metric(server.url, REFUSALS) == refused + 1
 
 
 def test_concurrent_gif_bombs_are_refused_or_asked_to_retry(server, ordinary):
