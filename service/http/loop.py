@@ -172,6 +172,10 @@ class EventLoop:
     def close(self, conn: Connection) -> None:
         if conn.closed:
             return
+        with conn.lock:
+            if conn.busy:  # a thread may still send on it: it hands the connection back, then it closes
+                conn.eof = conn.closing = True
+                return
         self._release(conn.reader.buffered + conn.drop_queue())
         self._starved.discard(conn)
         if conn.mask:
