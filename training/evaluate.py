@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from modelrepo.schema import FASHION_MNIST_LABELS, ClassMetrics, Evaluation
+from modelrepo.reference import reference
+from modelrepo.schema import FASHION_MNIST_LABELS, ClassMetrics, Evaluation, Reference
+from training.contract import INPUT_RANGE
 from training.data import Split
 from training.hardware import hardware
 
@@ -43,3 +45,8 @@ def evaluate_onnx(path: Path, split: Split, labels: list[str] = FASHION_MNIST_LA
         # int8 kernels differ between CPUs, so an accuracy is only meaningful with its CPU.
         hardware=hardware(),
     )
+
+
+def reference_onnx(path: Path, split: Split, split_name: str = "fashion-mnist test") -> Reference:
+    """The version's drift reference: class mix, confidence and input intensity on a held-out split."""
+    return reference(predict_onnx(path, split.images), split.images, INPUT_RANGE, f"{split_name} ({len(split)})")

@@ -12,7 +12,7 @@ from modelrepo import Metadata, TensorSpec
 from modelrepo.schema import Evaluation
 from training.contract import INPUT_NAME, INPUT_RANGE, OUTPUT_NAME
 from training.data import Dataset
-from training.evaluate import evaluate_onnx
+from training.evaluate import evaluate_onnx, reference_onnx
 from training.report import write_report
 
 if TYPE_CHECKING:
@@ -70,7 +70,10 @@ def prepare(model: keras.Model, run: dict, data: Dataset, name: str, staging: Pa
     diff = export_onnx(model, staging / modelrepo.MODEL_FILE, data.test.images)
     evaluation = evaluate_onnx(staging / modelrepo.MODEL_FILE, data.test)
     training = {key: value for key, value in run.items() if key != "history"} | {"parity_max_abs_diff": diff}
-    metadata = base_metadata(name, evaluation, training, sha256=modelrepo.sha256_file(staging / modelrepo.MODEL_FILE))
+    # The reference the service's drift alerts compare live traffic with (service/quality.py).
+    reference = reference_onnx(staging / modelrepo.MODEL_FILE, data.test)
+    metadata = base_metadata(name, evaluation, training, sha256=modelrepo.sha256_file(staging / modelrepo.MODEL_FILE),
+                             reference=reference)
     write_report(metadata, run.get("history"), staging / "report")
     return Candidate(staging, metadata, run.get("history"))
 
