@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     max_request_pixels: int = Field(48_000_000, ge=28 * 28)  # every image of one request together
     request_read_timeout: float = Field(10.0, gt=0)  # seconds for a request's head and body to arrive
     # -- decoding images, in processes the kernel limits (service/decode/) ---------------------------
-    # Decoder processes per worker: at most this many costly images decode at once per worker, each
-    # adding up to DECODE_MEMORY_MB. 1 keeps 2 workers of ~180 MB under the 1 GiB container limit.
+    # Decoder processes per worker: at most this many costly images decode at once per worker. Each
+    # holds 27 MB idle and up to DECODE_MEMORY_MB more while decoding: two workers of 137 MB with one
+    # each stay under 600 MB, of the 1 GiB container limit.
     decode_processes: int = Field(1, ge=1, le=16)
     # Address space a decoder may add to its idle self (RLIMIT_AS). The largest ordinary decode under
     # MAX_IMAGE_PIXELS, a 16 MP transparent PNG (a 64 MB RGBA canvas), fits in 72 MB and not in 64.
