@@ -11,5 +11,7 @@ report.py      the markdown table, its ratios to raw and to the naive app, and t
 profile.py     `python -m benchmarks.profile`: py-spy on one worker under wrk load; stacks.py reads its output
 soak.py        `python -m benchmarks.soak`: paced mixed traffic with scrapes, admin calls and publishes; errors and RSS
 decode_cost.py `python -m benchmarks.decode_cost`: memory and CPU of the worst images the pixel budgets allow
+http_attacks.py `python -m benchmarks.http_attacks [--root CHECKOUT]`: issue 19's attacks on the front door, health meanwhile
+json_cost.py   `python -m benchmarks.json_cost`: worker CPU of adversarial 8 MiB JSON bodies
 worst_images.py  those images: tiny files that decode to the most pixels allowed (also used by tests/hostile_images.py)
 """

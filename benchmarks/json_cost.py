@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from benchmarks.report import markdown
 from benchmarks.servers import cpu_seconds
 from service.testing import ROOT, start_server
 
@@ -65,11 +66,7 @@ def main() -> None:
                 print(" | ".join(rows[-1]), flush=True)
         finally:
             server.stop()
-    print()
-    for i, row in enumerate(rows):
-        print("| " + " | ".join(row) + " |")
-        if i == 0:
-            print("|" + " --- |" * len(row))
+    print("\n" + markdown(rows))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ def raw_reference(raw: list[RawResult], images: int) -> float | None:
     return fp32.get(images, best) if images > 1 else best
 
 
+def markdown(rows: list[list[str]]) -> str:
+    """A markdown table: the first row is the header."""
+    lines = [rows[0], ["---"] * len(rows[0]), *rows[1:]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
 def table(raw: list[RawResult], load: list[LoadResult]) -> str:
     # vs raw < 1 is what HTTP, parsing and batching cost; vs naive < 1 means the plain Flask app wins.
     naive = {(n.images_per_request, n.concurrency): n.images_per_second for n in load if n.kind == "naive"}
@@ -47,8 +53,7 @@ def table(raw: list[RawResult], load: list[LoadResult]) -> str:
               _ratio(s.images_per_second, naive.get((s.images_per_request, s.concurrency))),
               "/".join(f"{c:.1f}" for c in s.worker_cpu) or "-", "/".join(f"{x:.0f}" for x in s.spread) or "-"]
              for s in sorted(load, key=lambda s: s.kind != "naive")]  # the baseline first, then the service
-    lines = [HEADER, ["---"] * len(HEADER), *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return markdown([HEADER, *rows])
 
 
 def memory_table(result: MemoryResult) -> str:
@@ -57,10 +62,9 @@ def memory_table(result: MemoryResult) -> str:
     header = ["worker pid", *(f"RSS MB after round {i + 1}" for i in range(len(result.rounds))), "growth MB"]
     rows = [[str(pid), *(f"{r[pid]:.1f}" if pid in r else "-" for r in result.rounds),
              f"{growth[pid]:+.1f}" if pid in growth else "-"] for pid in pids]
-    lines = [header, ["---"] * len(header), *rows]
     intro = (f"{result.requests_per_round} `{result.scenario}` requests per round (hey -n {result.requests_per_round} -c 8), "
              f"batching on; errors: {result.errors}.\n\n")
-    return intro + "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return intro + markdown([header, *rows])
 
 
 def cpu() -> str:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from service.testing import start_server
 from tests.hostile_http import LYING_CHUNK_SIZES, MALFORMED
+from tests.sockets import read_until_closed
 from tests.tiny_model import publish_tiny
 
 READ_TIMEOUT = 2.0
@@ -91,13 +92,7 @@ def _exchange(port: int, data: bytes, cuts: list[int]) -> bytes:
             s.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server refused and closed mid-stream: what it answered is still to be read
-        answer = b""
-        try:
-            while chunk := s.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-    return answer
+        return read_until_closed(s)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from service.testing import rss_mb, start_server
+from tests.sockets import read_until_closed
 
 SLOW_SOCKETS = 64
 READ_TIMEOUT = 3.0
@@ -55,13 +56,10 @@ def _health_seconds(url: str) -> float:
 
 
 def _answer(sock: socket.socket) -> bytes:
-    data = b""
     try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except OSError:
-        pass
-    return data
+        return read_until_closed(sock)
+    except OSError:  # a slow socket the server timed out: whatever it had sent is lost too
+        return b""
 
 
 SLOW_HEAD = b"POST /v2/models/fashion-mnist/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n\r\n"
