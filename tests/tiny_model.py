@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import modelrepo
 from modelrepo import FASHION_MNIST_LABELS, Metadata, TensorSpec
+from modelrepo.schema import Reference
 
 
 def tiny_onnx(seed: int = 0, input_name: str = "images", output_name: str = "probabilities", classes: int = 10) -> onnx.ModelProto:
@@ -43,6 +44,10 @@ def tiny_metadata(name: str = "fashion-mnist", accuracy: float | None = 0.91) ->
         inputs=[TensorSpec(name="images", datatype="FP32", shape=[-1, 28, 28, 1], range=(0.0, 1.0))],
         outputs=[TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 10])],
         preprocessing="tiny test model", sha256="", evaluation=evaluation,
+        # A drift reference (uniform classes), so the reference gauges are exported as for real versions.
+        reference=None if accuracy is None else Reference(
+            split="tiny", images=10000, class_share=[0.1] * 10, confidence_mean=0.8, confidence_cumulative={},
+            input_mean_intensity=0.3, input_intensity_cumulative={}),
     )
 
 

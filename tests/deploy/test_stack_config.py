@@ -51,6 +51,17 @@ EXPORTED_METRICS = {
     "serving_requests_in_progress": "gauge",
     "serving_model_info": "gauge",
     "serving_model_load_failures_total": "counter",
+    "serving_predictions_total": "counter",
+    "serving_prediction_confidence": "histogram",
+    "serving_input_mean_intensity": "histogram",
+    "serving_feedback_total": "counter",
+    "serving_reference_class_share": "gauge",
+    "serving_reference_confidence_mean": "gauge",
+    "serving_reference_input_mean_intensity": "gauge",
+    "serving_reference_accuracy": "gauge",
+    "serving_captures_written_total": "counter",
+    "serving_capture_dropped_total": "counter",
+    "serving_capture_pruned_total": "counter",
 }
 # Series that Prometheus itself adds to every target.
 SYNTHETIC_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
