@@ -140,7 +140,7 @@ def env_of(c: dict) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in c.get("env", [])}
 
 
-KUSTOMIZATIONS = ("base", "overlays/gpu", "kserve")
+KUSTOMIZATIONS = ("base", "overlays/gpu", "overlays/postgres", "kserve")
 ALL = [(k, doc) for k in KUSTOMIZATIONS for doc in render(k)]
 BUILTIN = [(k, d) for k, d in ALL if (d["apiVersion"], d["kind"]) not in CRD_SCHEMAS]
 CUSTOM = [(k, d) for k, d in ALL if (d["apiVersion"], d["kind"]) in CRD_SCHEMAS]
