@@ -6,10 +6,11 @@ Photos of products are usually dark on white, so an image whose border is light 
 What a client can make us spend is bounded by limits the kernel enforces, not by knowing each
 format's tricks (issue 20): a file decodes in one of the worker's decoder processes
 (service/decode/sandbox.py), whose address space and CPU time are capped, unless its header
-proves it cheap (service/decode/admit.py: small PNG, GIF, BMP, baseline JPEG). One request's
-decoding, wherever it runs, may use DECODE_CPU_SECONDS; its pixels are capped as before (one
-image MAX_IMAGE_PIXELS, a request MAX_REQUEST_PIXELS), and images shrink as early as Pillow
-allows (service/decode/pixels.py). Here, the small image becomes the tensor.
+proves it cheap (service/decode/admit.py: small PNG, GIF, BMP, baseline JPEG, whose cost the
+admission itself bounds). One request's images may use DECODE_CPU_SECONDS in decoders, all
+together; their pixels are capped as before (one image MAX_IMAGE_PIXELS, a request
+MAX_REQUEST_PIXELS), and images shrink as early as Pillow allows (service/decode/pixels.py).
+Here, the small image becomes the tensor.
 """
 from __future__ import annotations
 

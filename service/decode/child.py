@@ -25,7 +25,7 @@ import time
 from PIL import Image
 
 from service.decode import pixels
-from service.decode.wire import EXIT_OUT_OF_MEMORY, JOB, Reply, read_exact, write_reply
+from service.decode.wire import EXIT_OUT_OF_MEMORY, JOB, READY, Reply, read_exact, write_reply
 
 
 # Freed when an allocation fails, so that the reply itself can be built: without it, a MemoryError
@@ -79,6 +79,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(READY)
+    stdout.flush()
     while True:
         head = read_exact(stdin, JOB.size)
         if head is None:

@@ -3,7 +3,8 @@
 Each process is `python -m service.decode.child`, started with fork+exec (subprocess, no
 preexec_fn), so nothing of the worker's onnxruntime threads or Flask state is inherited. A job
 waits for an idle process at most `wait` seconds (then Busy: the client is asked to retry), and
-runs for at most `timeout` seconds of wall time (then the process is killed). A process that
+runs for at most `timeout` seconds of wall time once its process is ready (then the process is
+killed; a new process has START_SECONDS to say it is ready, or the job is Busy). A process that
 dies, overruns or retires is replaced before the next job can take it, so the pool never
 shrinks and never holds more than `processes` decodes' memory at once.
 """
@@ -26,8 +27,10 @@ from service.decode.wire import EXIT_OUT_OF_MEMORY
 log = logging.getLogger(__name__)
 # The directory holding the `service` package: a decoder imports it whatever the worker's cwd.
 _ROOT = str(Path(__file__).resolve().parents[2])
-# Signals that mean "past its CPU budget": ITIMER_PROF's, RLIMIT_CPU's soft and hard limits.
+# Signals that mean "past its CPU budget": ITIMER_PROF's, and RLIMIT_CPU's soft limit (the backstop).
 _CPU_SIGNALS = (signal.SIGPROF, signal.SIGXCPU)
+# Seconds a new decoder process may take to say it is ready (it takes 0.3 s on an idle 2-core EPYC).
+START_SECONDS = 30.0
 
 
 class Busy(Exception):
@@ -59,13 +62,17 @@ class _Process:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_ROOT)
         os.set_blocking(self.popen.stdin.fileno(), False)
         os.set_blocking(self.popen.stdout.fileno(), False)
+        self.ready = False
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
-    def run(self, job: bytes, deadline: float) -> wire.Reply:
-        """Send a job and read its reply before the deadline; raises Overrun if the process dies or is late."""
+    def run(self, job: bytes, timeout: float) -> wire.Reply:
+        """Send a job and read its reply within `timeout` seconds of the process being ready; raises Overrun or Busy."""
+        if not self.ready:
+            self._await_start()
+        deadline = time.monotonic() + timeout
         try:
             self._write(job, deadline)
             fixed = wire.reply_parts(self._read(wire.REPLY.size, deadline))
@@ -73,6 +80,18 @@ class _Process:
             return wire.parse_reply(fixed, meta, self._read(fixed[5], deadline))
         except (BrokenPipeError, EOFError):
             raise self._overrun() from None
+
+    def _await_start(self) -> None:
+        # A new process imports Pillow and warms up first (0.3 s, more on a loaded host): that is
+        # not the image's time.
+        try:
+            if self._read(len(wire.READY), time.monotonic() + START_SECONDS) == wire.READY:
+                self.ready = True
+                return
+        except (EOFError, Overrun):
+            pass
+        self.kill()
+        raise Busy(f"a new decoder process did not start within {START_SECONDS:g} s")
 
     def _write(self, data: bytes, deadline: float) -> None:
         fd, view = self.popen.stdin.fileno(), memoryview(data)
@@ -122,7 +141,8 @@ class Sandbox:
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self._idle: queue.LifoQueue[_Process] = queue.LifoQueue()
+        # None: a process to start when a job takes it (its replacement failed to start).
+        self._idle: queue.LifoQueue[_Process | None] = queue.LifoQueue()
         for _ in range(limits.processes):
             self._idle.put(_Process(limits.memory_mb))
 
@@ -130,27 +150,39 @@ class Sandbox:
         """End the idle processes (the others end when their job does: their pipes close with the worker)."""
         while True:
             try:
-                self._idle.get_nowait().kill()
+                process = self._idle.get_nowait()
             except queue.Empty:
                 return
+            if process:
+                process.kill()
 
     def pids(self) -> list[int]:
         """The idle decoder processes' pids (for benchmarks and tests)."""
-        return [process.pid for process in list(self._idle.queue)]
+        return [process.pid for process in list(self._idle.queue) if process]
 
     def decode(self, data: bytes, cpu_seconds: float, image_cap: int, pixels_left: int) -> wire.Reply:
         """Run one image's decode in an idle process; raises Busy or Overrun."""
         try:
-            process = self._idle.get(timeout=self.limits.wait)
+            process = self._idle.get(timeout=self.limits.wait) or self._start()
         except queue.Empty:
             raise Busy(f"{self.limits.processes} decoder processes busy for {self.limits.wait:g} s") from None
+        if process is None:
+            self._idle.put(None)
+            raise Busy("no decoder process could be started")
         reply = None
         try:
-            reply = process.run(wire.job(data, cpu_seconds, image_cap, pixels_left), time.monotonic() + self.limits.timeout)
+            reply = process.run(wire.job(data, cpu_seconds, image_cap, pixels_left), self.limits.timeout)
             return reply
         finally:
             if reply is None or reply.retire:
                 process.kill()
                 log.warning("decoder process %s replaced (%s)", process.pid, "out of memory" if reply else "overrun")
-                process = _Process(self.limits.memory_mb)
+                process = self._start()
             self._idle.put(process)
+
+    def _start(self) -> _Process | None:
+        try:
+            return _Process(self.limits.memory_mb)
+        except OSError:  # out of processes or memory: the next job tries again
+            log.exception("a decoder process could not be started")
+            return None

@@ -20,6 +20,8 @@ REPLY = struct.Struct("<B?dQII")
 OK = 0
 # A decoder's exit status when it ran out of memory even for its answer (service/decode/child.py).
 EXIT_OUT_OF_MEMORY = 3
+# What a decoder writes once, when its limits are set and it waits for jobs.
+READY = b"R"
 ERRORS: tuple[type[pixels.DecodeError], ...] = (pixels.Unreadable, pixels.Corrupt, pixels.TooManyPixels,
                                                  pixels.OverRequest, pixels.OutOfMemory)
 
