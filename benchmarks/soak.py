@@ -2,9 +2,14 @@
 
 For the whole run: /v1 PNG, v2 JSON and v2 binary requests paced at a fraction of the capacity
 measured first, /metrics scrapes every second, an admin load or unload every few seconds, and a
-new version of the served model published (and old ones pruned) every 20 s. It reports
-requests, errors (the target is none), latency, and each worker's RSS after warm-up and at the
-end (the target is under 5% growth over 10 minutes). CI runs a 60-second variant.
+new version of the served model published (and old ones pruned) every 20 s. The images come
+from the whole test split, so the class mix is the reference's (the drift alerts must stay
+silent). With capture on (the default; benchmarks/soak_capture.py): true labels through
+/v1/feedback twice a second, the store's size read every 5 s against CAPTURE_MAX_ROWS, and with
+`--store postgresql --stop-store-at S` the store stopped for `--outage` seconds mid-run. It
+reports requests, errors (the target is none), latency, each worker's RSS after warm-up and at
+the end (the target is under 5% growth over 10 minutes), the store's size, the captures dropped
+and the drift the alerts would see. CI runs a 60-second variant.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import requests
 
 import modelrepo
 from benchmarks.payloads import Payload, payloads, test_images
+from benchmarks.soak_capture import CaptureSoak
 from service.testing import ROOT, rss_mb, start_server
 
 MODEL, SPARE = "fashion-mnist", "fashion-mnist-int8"
@@ -28,6 +34,8 @@ TOKEN = "soak-token"
 CLIENTS = 6
 SOAK_BATCH = 8  # images per v2 binary request: small enough that single-image requests still make most of the load
 PUBLISH_EVERY, ADMIN_EVERY, SCRAPE_EVERY = 20.0, 3.0, 1.0
+# Bodies made from this many test images (a stride through them), so the class mix is the split's.
+SOAK_IMAGES, SOAK_OFFSETS = 2000, 250
 
 
 class Tally:
@@ -143,18 +151,27 @@ def operators(url: str, repository: Path, until: float, tally: Tally) -> list[th
     return [every(SCRAPE_EVERY, "metrics scrape", scrape), every(ADMIN_EVERY, "admin", admin), every(PUBLISH_EVERY, "publish", publish)]
 
 
-def run(duration: float, fraction: float, warm_up: float) -> dict:
+def bodies_from_the_split() -> list[Payload]:
+    """Every kind of body for SOAK_OFFSETS images spread over the first SOAK_IMAGES of the test split."""
+    images, step = test_images(SOAK_IMAGES), SOAK_IMAGES // SOAK_OFFSETS
+    return [body for start in range(0, SOAK_IMAGES - SOAK_BATCH, step) for body in payloads(images[start:], MODEL, batch=SOAK_BATCH)]
+
+
+def run(duration: float, fraction: float, warm_up: float, capture: bool = True, store: str = "sqlite",
+        stop_store_at: float | None = None, outage: float = 30.0, max_rows: int = 20_000) -> dict:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp_name:
         tmp = Path(tmp_name)
         repository = tmp / "models"
         shutil.copytree(ROOT / "models", repository, ignore=shutil.ignore_patterns(".lock", ".reports"))
-        server = start_server(repository, tmp, ADMIN_TOKEN=TOKEN, RELOAD_POLL_SECONDS="2", LOG_LEVEL="warning")
+        captured = CaptureSoak(capture, store, tmp, max_rows, prune_seconds=5.0)
+        server = start_server(repository, tmp, ADMIN_TOKEN=TOKEN, RELOAD_POLL_SECONDS="2", LOG_LEVEL="warning", **captured.env())
         try:
-            bodies = payloads(test_images(), MODEL, batch=SOAK_BATCH)
+            bodies = bodies_from_the_split()
             capacity = measure_capacity(server.url, bodies)
             tally, started = Tally(), time.monotonic()
             until = started + duration
-            threads = traffic(server.url, bodies, capacity * fraction, until, tally) + operators(server.url, repository, until, tally)
+            threads = (traffic(server.url, bodies, capacity * fraction, until, tally) + operators(server.url, repository, until, tally)
+                       + captured.threads(server.url, until, tally, stop_store_at, outage))
             for t in threads:
                 t.start()
             time.sleep(min(warm_up, duration / 2))
@@ -163,11 +180,14 @@ def run(duration: float, fraction: float, warm_up: float) -> dict:
             for t in threads:
                 t.join()
             rss_end = {pid: rss_mb(pid) for pid in server.workers() if pid in rss_start}
+            captured.elapsed = time.monotonic() - started
+            capture_lines, capture_ok = captured.summary(server.url, len(workers))
             return {"duration": duration, "capacity": capacity, "rate": capacity * fraction, "tally": tally,
                     "rss_start": rss_start, "rss_end": rss_end, "workers_replaced": sorted(set(workers) - set(rss_end)),
-                    "elapsed": time.monotonic() - started}
+                    "elapsed": time.monotonic() - started, "capture": capture_lines, "capture_ok": capture_ok}
         finally:
             server.stop()
+            captured.close()
 
 
 def report(result: dict) -> str:
@@ -184,6 +204,7 @@ def report(result: dict) -> str:
         end = result["rss_end"].get(pid)
         lines.append(f"| {pid} | {start:.1f} | {'replaced' if end is None else f'{end:.1f}'} | "
                      f"{'-' if end is None else f'{(end - start) / start:+.1%}'} |")
+    lines += [""] + result["capture"]
     lines += ["", f"versions that answered: {dict(sorted(tally.versions.items(), key=lambda kv: int(kv[0])))}",
               f"errors: {sum(tally.errors.values())}" + "".join(f"\n  {n} × {key}" for key, n in tally.errors.most_common(10))]
     return "\n".join(lines)
@@ -194,10 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
     parser.add_argument("--fraction", type=float, default=0.8, help="share of the measured capacity (default 0.8)")
     parser.add_argument("--warm-up", type=float, default=60.0, help="seconds before the first RSS reading (default 60)")
+    parser.add_argument("--capture", choices=["on", "off"], default="on", help="capture and feedback (default on)")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="the capture store: an SQLite file, or a throwaway PostgreSQL (default sqlite)")
+    parser.add_argument("--stop-store-at", type=float, default=None,
+                        help="with --store postgresql: stop the store this many seconds into the run")
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds the store stays stopped (default 30)")
+    parser.add_argument("--max-rows", type=int, default=20_000, help="CAPTURE_MAX_ROWS (default 20000)")
     args = parser.parse_args(argv)
-    result = run(args.duration, args.fraction, args.warm_up)
+    result = run(args.duration, args.fraction, args.warm_up, args.capture == "on", args.store, args.stop_store_at,
+                 args.outage, args.max_rows)
     print(report(result))
-    return 1 if result["tally"].errors or result["workers_replaced"] else 0
+    return 1 if result["tally"].errors or result["workers_replaced"] or not result["capture_ok"] else 0
 
 
 if __name__ == "__main__":
