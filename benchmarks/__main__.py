@@ -30,11 +30,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory", action="store_true", help="also measure worker RSS over two rounds of requests (needs hey)")
     parser.add_argument("--memory-requests", type=int, default=memory.REQUESTS, help="requests per memory round (default: 10000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each row is their median (default: 3)")
+    parser.add_argument("--batching", default="on,off", help="the service's rows: batching on, off or both (default: on,off)")
     parser.add_argument("--baseline", type=Path, help="another checkout (a worktree of main, say): its service runs too, "
                                                       "batching on, as kind 'baseline', its rows beside ours in every round")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, concurrency 1 and 8, one round, no memory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.batching = [{"on": True, "off": False}[b.strip()] for b in args.batching.split(",") if b.strip()]
     if args.quick:
         args.duration, args.concurrency, args.memory, args.rounds = 1.0, [1, 8], False, 1
     return args
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_name)
         targets = [load.Target("naive", None, stack.enter_context(servers.naive(fp32_model.resolve(), tmp, args.naive_workers, args.device)),
                                payloads.naive_payloads(images))]
-        for batching in (True, False):
+        for batching in args.batching:
             server = stack.enter_context(servers.service(args.repository.resolve(), tmp, batching, args.device))
             targets.append(load.Target("service", batching, server, payloads.payloads(images)))
         if args.baseline:
