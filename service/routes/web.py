@@ -41,7 +41,7 @@ def _page(template: str, status: int = 200, csp: str = _CSP, **context) -> Respo
 
 @bp.get("/")
 def index():
-    return _page("index.html", model_name=settings().model_name)
+    return _page("index.html", model_name=settings().model_name, feedback_public=settings().feedback_public)
 
 
 # -- model card ---------------------------------------------------------------------------------

@@ -111,6 +111,8 @@
         return response.json().catch(function () { return null; }).then(function (body) {
           if (!response.ok || !body || !body.results) throw new Error(errorMessage(response, body));
           fillCard(card, body);
+          // feedback.js (public feedback on) offers "Wrong? Pick the right class" on the card.
+          card.dispatchEvent(new CustomEvent("classified", { bubbles: true, detail: body }));
           return body;
         });
       })

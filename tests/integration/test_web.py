@@ -380,3 +380,37 @@ def test_spec_documents_every_api_route(server, tiny_app):
         node = spec
         for part in ref.split("/"):
             node = node[part]  # KeyError: a $ref to nothing
+
+
+# -- public feedback ------------------------------------------------------------------------------
+
+
+def test_with_public_feedback_a_visitor_can_correct_an_answer(browser, repository, samples, tmp_path, eventually):
+    import store  # noqa: PLC0415
+
+    url = f"sqlite:///{tmp_path / 'captures.db'}"
+    public = start_server(repository, tmp_path, WEB_CONCURRENCY="1", FEEDBACK_PUBLIC="1", CAPTURE_URL=url)
+    opened = Page(browser, public)
+    engine = store.connect(url)
+    try:
+        page = opened.page
+        page.goto(public.url + "/")
+        page.set_input_files("#file-input", samples["raw"])
+        (card,) = _wait_for_cards(page, 1)
+        form = card.locator("form.wrong")
+        form.wait_for(state="visible")
+        choice = page.get_by_label("Wrong? Pick the right class")
+        assert choice.input_value() == samples["label"]  # the answer, until the visitor picks another
+        truth = "Bag" if samples["label"] != "Bag" else "Sandal"
+        choice.select_option(truth)
+        # The capture is written within a second of the answer; a visitor takes longer.
+        eventually(lambda: store.count(engine) == 1, what="the capture written")
+        form.get_by_role("button", name="Send").click()
+        page.wait_for_function("card => card.querySelector('.wrong-status').textContent.startsWith('Thank you')",
+                               arg=card.element_handle())
+        (labelled,) = store.labelled(engine, 0, 1e12)
+        assert labelled.label_source == "public" and labelled.predicted != labelled.label
+    finally:
+        opened.close()
+        engine.dispose()
+        public.stop()
