@@ -6,6 +6,7 @@ long succeeded. The same thread enforces retention every CAPTURE_PRUNE_SECONDS.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import random
@@ -42,6 +43,21 @@ class Capturer:
             CAPTURE_DROPS.labels(reason)
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
+        atexit.register(self.flush)  # a worker that exits (SIGTERM, max_requests) writes what it holds
+
+    def flush(self, timeout: float = FLUSH_SECONDS * 4) -> None:
+        """Write what is queued now, for at most `timeout` seconds (at exit: never hold a shutdown up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = []
+            while len(batch) < self.settings.capture_batch_size:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if not batch:
+                return
+            self._write(batch)
 
     def max_age_seconds(self) -> float:
         """How long a capture is kept (and may be labelled)."""

@@ -204,3 +204,16 @@ def test_an_unreachable_sqlite_file_costs_captures_never_requests(tiny_repo, tmp
                    what="two captures dropped and counted")
     finally:
         server.stop()
+
+
+def test_a_worker_that_stops_writes_what_it_holds(tiny_repo, tmp_path, png):
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    server = start_server(tiny_repo, tmp_path, CAPTURE_URL=url)
+    try:
+        for _ in range(3):
+            _classify(server, png)
+    finally:
+        assert server.stop() == 0
+    engine = store.connect(url)
+    assert store.count(engine) == 6  # nothing left in a queue at SIGTERM
+    engine.dispose()
