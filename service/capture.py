@@ -6,7 +6,6 @@ long succeeded. The same thread enforces retention every CAPTURE_PRUNE_SECONDS.
 """
 from __future__ import annotations
 
-import atexit
 import logging
 import queue
 import random
@@ -27,6 +26,13 @@ LOG_EVERY = 30.0
 # hundred images a second, took 20% of single-image throughput on 2 cores. So the writer gathers
 # what comes within this long (or a full batch) into one. Feedback may see a capture this late.
 FLUSH_SECONDS = 0.5
+_LIVE: list["Capturer"] = []  # this process's capturers (one per app), for flush_all at exit
+
+
+def flush_all() -> None:
+    """Write what every capturer of this process still holds (a worker's exit: SIGTERM, max_requests)."""
+    for capturer in _LIVE:
+        capturer.flush()
 
 
 class Capturer:
@@ -41,13 +47,16 @@ class Capturer:
         self._last_log = -LOG_EVERY
         for reason in CAPTURE_DROP_REASONS:
             CAPTURE_DROPS.labels(reason)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
-        atexit.register(self.flush)  # a worker that exits (SIGTERM, max_requests) writes what it holds
+        _LIVE.append(self)  # gunicorn's worker_exit hook flushes it (gunicorn.conf.py)
 
     def flush(self, timeout: float = FLUSH_SECONDS * 4) -> None:
-        """Write what is queued now, for at most `timeout` seconds (at exit: never hold a shutdown up)."""
+        """Stop the writer once it has written the batch in its hands, then write what is queued; at most `timeout` s."""
         deadline = time.monotonic() + timeout
+        self._closing.set()
+        self._thread.join(timeout)
         while time.monotonic() < deadline:
             batch = []
             while len(batch) < self.settings.capture_batch_size:
@@ -86,13 +95,15 @@ class Capturer:
             self._log_failure("connect", exc)
         while True:
             self._write(self._next_batch())
+            if self._closing.is_set():
+                return  # flush() writes the rest
             self._prune_when_due()
 
     def _next_batch(self) -> list[dict]:
         """Up to CAPTURE_BATCH_SIZE captures, or fewer: what came in FLUSH_SECONDS."""
         batch: list[dict] = []
         deadline = time.monotonic() + FLUSH_SECONDS
-        while len(batch) < self.settings.capture_batch_size:
+        while len(batch) < self.settings.capture_batch_size and not self._closing.is_set():
             try:
                 batch.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:

@@ -70,6 +70,13 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server, worker):
+    """In the exiting worker: write the captures its queue still holds (service/capture.py, at most 2 s)."""
+    from service.capture import flush_all  # noqa: PLC0415 (the worker's own modules, already imported)
+
+    flush_all()
+
+
 def post_worker_init(worker):
     """The app is built and its models loaded: say so, once per worker (tests and operators wait for it)."""
     worker.log.info("Worker ready (pid: %s)", worker.pid)
