@@ -84,13 +84,15 @@ def respond(app, env: dict, request: Request, keep_alive: bool) -> tuple[bytes, 
             if hasattr(body_iter, "close"):
                 body_iter.close()
         status, headers = started
+        body = b"".join(chunks)
+        # A header the app set that latin-1 cannot carry fails here: our bug, answered as one.
+        response = head(status, headers, len(body), keep_alive, request.method == "HEAD")
     except Exception:
         # Flask answers its own errors; one that escapes it is our bug, answered as JSON.
         log.exception("unhandled error in the app: %s %s", request.method, env.get("RAW_URI"))
         metrics.REQUESTS.labels("other", metrics.UNKNOWN, "500").inc()
         return error(500, "internal server error", keep_alive=False), False
-    body = b"".join(chunks)
-    return head(status, headers, len(body), keep_alive, request.method == "HEAD") + (b"" if request.method == "HEAD" else body), keep_alive
+    return response + (b"" if request.method == "HEAD" else body), keep_alive
 
 
 def head(status: str, headers: list[tuple[str, str]], length: int, keep_alive: bool, for_head: bool = False) -> bytes:
