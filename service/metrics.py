@@ -113,13 +113,6 @@ def init_app(app: Flask, known_models: Callable[[], Collection[str]], default_mo
             IN_PROGRESS.dec()
 
 
-# -- the HTTP layer (service/http/) ------------------------------------------------------------------
-# Request bytes a worker's event loop holds, incomplete requests and complete ones not yet
-# answered; bounded by BUFFER_BUDGET (64 MiB) a worker. Updated twice a second.
-HTTP_HELD_BYTES = Gauge("serving_http_held_bytes", "Request bytes held by the HTTP layer, incomplete or waiting to be answered",
-                        multiprocess_mode="livesum")
-
-
 # -- the model repository's scans ------------------------------------------------------------------
 # A scan that outlives REPOSITORY_SCAN_TIMEOUT (a hung filesystem, a version whose warm-up never
 # ends): the poller stops waiting for it and counts it here. Unlabelled, so every worker exports
@@ -127,6 +120,21 @@ HTTP_HELD_BYTES = Gauge("serving_http_held_bytes", "Request bytes held by the HT
 REPOSITORY_SCAN_TIMEOUTS = Counter(
     "serving_repository_scan_timeouts", "Repository scans abandoned after REPOSITORY_SCAN_TIMEOUT seconds (each stuck scan once)"
 )
+
+
+# -- image decoding (service/decode/) ----------------------------------------------------------------
+# Images refused because decoding them passed, or would pass, a decoder process's limit (memory,
+# cpu, time), or because the process died otherwise (crash: a decoder bug the image found); a
+# process that passed a limit or died is replaced. Each worker exports every reason at zero.
+DECODE_REFUSALS = Counter("serving_decode_refusals", "Images refused by a decoder limit (memory, cpu, time) or crash", ["reason"])
+DECODE_REASONS = ("memory", "cpu", "time", "crash")
+
+
+# -- the HTTP layer (service/http/) ------------------------------------------------------------------
+# Request bytes a worker's event loop holds, incomplete requests and complete ones not yet
+# answered; bounded by BUFFER_BUDGET (64 MiB) a worker. Updated twice a second.
+HTTP_HELD_BYTES = Gauge("serving_http_held_bytes", "Request bytes held by the HTTP layer, incomplete or waiting to be answered",
+                        multiprocess_mode="livesum")
 
 
 # -- model quality: what the model predicts, how sure it is, what it is shown, whether it was right --
@@ -159,11 +167,3 @@ CAPTURED = Counter("serving_captures_written", "Images written to the capture st
 CAPTURE_DROPS = Counter("serving_capture_dropped", "Captures lost, by reason (the request still succeeded)", ["reason"])
 CAPTURE_DROP_REASONS = ("queue_full", "store_error")
 CAPTURE_PRUNED = Counter("serving_capture_pruned", "Captures deleted by retention (age or row count)")
-
-
-# -- image decoding (service/decode/) ----------------------------------------------------------------
-# Images refused because decoding them passed, or would pass, a decoder process's limit (memory,
-# cpu, time), or because the process died otherwise (crash: a decoder bug the image found); a
-# process that passed a limit or died is replaced. Each worker exports every reason at zero.
-DECODE_REFUSALS = Counter("serving_decode_refusals", "Images refused by a decoder limit (memory, cpu, time) or crash", ["reason"])
-DECODE_REASONS = ("memory", "cpu", "time", "crash")
