@@ -1,9 +1,11 @@
 """One client connection's state, shared by the event loop and (for one request at a time) a thread.
 
-The event loop alone reads the socket and owns the parser; a thread only ever holds a complete
-request, and may write its response straight to the socket (plain TCP, non-blocking) so that a
-closed-loop client's round trip needs no hop through the loop. `lock` guards what the two hand
-over: `queue`, `busy`, `out`, `closing` and `loop_needed`.
+The event loop reads the socket and owns the parser until a complete request goes to a thread;
+the thread writes its response straight to the socket (plain TCP, non-blocking) and may read the
+client's next request itself for a moment, so that a closed-loop client's round trip needs no
+hop through the loop. `lock` guards what the two hand
+over: `queue`, `busy`, `out` and `closing`. While `busy`, the thread also owns the socket's reads
+and the parser (plain TCP; the loop keeps a TLS socket).
 """
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ class Connection:
         self.busy = False  # a thread is answering one of its requests
         self.out = bytearray()  # response bytes the socket has not taken yet
         self.closing = False  # close (lingering) once `out` is written
-        self.loop_needed = False  # the loop paused something: a thread that finishes hands it back
         self.eof = False  # the client closed its side (or the socket failed)
         self.continued = False  # "100 Continue" sent for the request being read
         self.handshaking, self.handshake_wants = tls, selectors.EVENT_READ

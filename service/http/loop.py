@@ -56,7 +56,7 @@ class EventLoop:
         self.max_connections, self.tls, self._answer = max_connections, tls, answer
         self.conns: dict[int, Connection] = {}
         self.selector = selectors.DefaultSelector()
-        self.threads = RequestThreads(threads, self._answer_and_release, self.hand_back)
+        self.threads = RequestThreads(threads, self._answer_and_release, self.hand_back, self._feed)
         self._returned: deque[Connection] = deque()  # handed back by threads: the loop has work on them
         self._held, self._held_lock = 0, threading.Lock()  # request bytes held, all connections
         self._starved: set[Connection] = set()  # not read while over BUFFER_BUDGET
@@ -211,17 +211,18 @@ class EventLoop:
                     self.close(conn)
                     return
             else:
-                self._parsed(conn, lambda: conn.reader.feed(data))
+                self._feed(conn, data)
             if not conn.pending_tls():
                 break
         if conn.lingering:
             return
-        if conn.reader.expects_continue and not conn.continued and not conn.busy and not conn.out:
-            conn.continued = True  # the client holds its body back until told to send it
-            conn.add_out(b"HTTP/1.1 100 Continue\r\n\r\n")
         if conn.reader.buffered and self._held > BUFFER_BUDGET:
             self._starved.add(conn)
         self._advance(conn)
+
+    def _feed(self, conn: Connection, data: bytes) -> None:
+        """Parse received bytes (in the loop, or in the thread that holds the connection)."""
+        self._parsed(conn, lambda: conn.reader.feed(data))
 
     def _parsed(self, conn: Connection, step: Callable[[], list]) -> None:
         """Run a parser step; queue what it completes, and count the bytes held."""
@@ -321,6 +322,10 @@ class EventLoop:
             if conn.eof:
                 self.close(conn)
                 return
+            if conn.reader.expects_continue and not conn.continued:
+                conn.continued = True  # the client holds its body back until told to send it
+                conn.add_out(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._flush(conn)
         self._update(conn)
 
     def _answer_and_release(self, conn: Connection, request: Request) -> tuple[bytes, bool]:
@@ -339,14 +344,14 @@ class EventLoop:
             return
         if conn.handshaking:
             mask = conn.handshake_wants
+        elif conn.busy and not conn.tls:
+            mask = 0  # the thread answering it reads its next request (service/http/threads.py)
         elif conn.lingering:
             mask = _READ
         else:
             reading = not (conn.reader.closed or conn.eof or conn.closing or conn.out or conn in self._starved
                            or len(conn.queue) >= PIPELINE_DEPTH or conn.queued_bytes >= self.limits.body)
             mask = (_READ if reading else 0) | (_WRITE if conn.out else 0)
-        with conn.lock:
-            conn.loop_needed = mask != _READ  # a thread that finishes must hand the connection back
         if mask != conn.mask:
             if conn.mask and mask:
                 self.selector.modify(conn.sock, mask, conn)
