@@ -1,4 +1,8 @@
-"""How many onnxruntime runs are under way in the whole server, shared by every worker.
+"""How many cores the service may use, and how many onnxruntime runs are under way in the whole server.
+
+`count()` is the CPUs this process may run on, capped by its cgroup's CPU quota: a container
+limited to 2 CPUs on a 64-core node sees 64 in its affinity mask, and sizing workers and
+intra-op threads from that starts dozens of threads that the quota then throttles.
 
 A lone request runs fastest on every core (measured on the 2-core EPYC: 520 img/s on one
 intra-op thread, about 970 on two), but runs in several workers at once are fastest on one
@@ -8,13 +12,82 @@ its workers (`share()` in gunicorn.conf.py); in a single process it is an ordina
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.sharedctypes
-from dataclasses import dataclass, field
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 _runs: multiprocessing.sharedctypes.Synchronized | None = None
+
+
+def count(root: Path = CGROUP_ROOT, membership: Path = PROC_CGROUP) -> int:
+    """CPUs this process may use: its affinity mask, capped by its cgroup's quota rounded up."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = quota(root, membership)
+    return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
+
+
+def quota(root: Path = CGROUP_ROOT, membership: Path = PROC_CGROUP) -> float | None:
+    """The CPU quota, in CPUs, of the cgroup in `membership` and its ancestors (the smallest); None: no limit.
+
+    cgroup v2 writes it as `<quota> <period>` in cpu.max (`max` for none); v1 as cpu.cfs_quota_us
+    (-1 for none) over cpu.cfs_period_us, under the hierarchy whose controllers include `cpu`. A
+    container without its own cgroup namespace sees the host's path in `membership`, which does
+    not exist under its mount: the levels that exist are read, down to the mount itself.
+    """
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: "0::/path"
+            limits += [_v2(folder) for folder in _levels(root, path)]
+        elif "cpu" in controllers.split(","):  # v1: "4:cpu,cpuacct:/path"
+            for mount in (root / controllers, root / "cpu"):
+                limits += [_v1(folder) for folder in _levels(mount, path)]
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def _levels(mount: Path, path: str) -> list[Path]:
+    """The cgroup's folder under `mount` and each of its ancestors down to `mount`, those that exist."""
+    parts = [part for part in path.split("/") if part]
+    return [folder for n in range(len(parts), -1, -1) if (folder := mount.joinpath(*parts[:n])).is_dir()]
+
+
+def _v2(folder: Path) -> float | None:
+    fields = _read(folder / "cpu.max").split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    return _ratio(fields[0], fields[1])
+
+
+def _v1(folder: Path) -> float | None:
+    return _ratio(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us"))
+
+
+def _ratio(quota_text: str, period_text: str) -> float | None:
+    try:
+        limit, period = int(quota_text), int(period_text)
+    except ValueError:
+        return None
+    return limit / period if limit > 0 and period > 0 else None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def share() -> None:
