@@ -92,7 +92,7 @@ def init_app(app: Flask, known_models: Callable[[], Collection[str]], default_mo
 
     @app.get("/metrics")
     def metrics():
-        return Response(generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
 
     @app.before_request
     def start_timer():
