@@ -19,17 +19,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from training.data import load_data
-from training.evaluate import predict_onnx
-from training.hardware import hardware
+
+# onnxruntime is imported where a model runs, so that `--help` answers without loading it.
 
 TIMING_BATCHES = (1, 64)
 
 
 def check(model: Path, images: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy with this CPU's kernels and as float QDQ, and where their predictions differ."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    from training.evaluate import predict_onnx  # noqa: PLC0415
+
     fused = predict_onnx(model, images).argmax(1)
     reference = predict_onnx(model, images, optimization=ort.GraphOptimizationLevel.ORT_DISABLE_ALL).argmax(1)
     differ = np.flatnonzero(fused != reference)
@@ -46,6 +49,8 @@ def check(model: Path, images: np.ndarray, labels: np.ndarray) -> dict:
 def images_per_second(models: list[Path], images: np.ndarray, batch: int, rounds: int = 7, window: float = 0.5) -> list[float]:
     """Median throughput of one session per model at a batch size. The models take turns,
     window by window, so that load from other processes falls on all of them alike."""
+    import onnxruntime as ort  # noqa: PLC0415
+
     sessions = [ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]) for m in models]
     feeds = [{s.get_inputs()[0].name: images[:batch]} for s in sessions]
     for session, feed in zip(sessions, feeds):
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-differences", type=int, default=0, help="allowed prediction differences (default %(default)s)")
     parser.add_argument("--timing", action="store_true", help="also measure images/s at batch 1 and 64")
     args = parser.parse_args(argv)
+
+    from training.hardware import hardware  # noqa: PLC0415  (onnxruntime's version)
 
     test = load_data().test
     index = np.load(args.only) if args.only else np.arange(min(args.images, len(test)))
