@@ -5,9 +5,9 @@ captures by time); it imports neither. SQLite (one file, WAL) for one machine, P
 fleet of replicas: the URL chooses.
 """
 from store.engine import connect
-from store.reading import Capture, count, find, labelled
+from store.reading import Capture, count, count_labelled, find, labelled
 from store.retention import prune
 from store.schema import CAPTURES, SOURCES
 from store.writing import Outcome, insert, label
 
-__all__ = ["CAPTURES", "SOURCES", "Capture", "Outcome", "connect", "count", "find", "insert", "label", "labelled", "prune"]
+__all__ = ["CAPTURES", "SOURCES", "Capture", "Outcome", "connect", "count", "count_labelled", "find", "insert", "label", "labelled", "prune"]

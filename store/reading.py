@@ -58,6 +58,16 @@ def labelled(engine: Engine, since: float, until: float, model: str | None = Non
             yield from (_capture(row) for row in rows)
 
 
+def count_labelled(engine: Engine, since: float, model: str | None = None, sources: Sequence[str] = SOURCES) -> int:
+    """Captures labelled after `since` (Unix seconds) from the given label sources: what is new to learn."""
+    query = (select(func.count()).select_from(CAPTURES)
+             .where(CAPTURES.c.labelled_at > since, CAPTURES.c.label_source.in_(list(sources))))
+    if model is not None:
+        query = query.where(CAPTURES.c.model == model)
+    with engine.connect() as connection:
+        return connection.execute(query).scalar_one()
+
+
 def count(engine: Engine) -> int:
     """Rows in the store."""
     with engine.connect() as connection:
