@@ -28,7 +28,7 @@ from modelrepo.paths import (
 )
 from modelrepo.reading import MAX_DECISIONS_BYTES, MAX_METADATA_BYTES, MAX_MODEL_BYTES, MAX_REPORT_BYTES, NotRegular, read_regular
 from modelrepo.writing import Rejected, prune, publish
-from modelrepo.schema import FASHION_MNIST_LABELS, NUMPY_DTYPES, ONNX_DATATYPES, Datatype, Metadata, TensorSpec
+from modelrepo.schema import NUMPY_DTYPES, ONNX_DATATYPES, Datatype, Metadata, TensorSpec
 from modelrepo.store import (
     candidates,
     list_models,
@@ -43,7 +43,7 @@ from modelrepo.store import (
 )
 
 __all__ = [
-    "DECISIONS_FILE", "FASHION_MNIST_LABELS", "MAX_DECISIONS_BYTES", "MAX_METADATA_BYTES", "MAX_MODEL_BYTES",
+    "DECISIONS_FILE", "MAX_DECISIONS_BYTES", "MAX_METADATA_BYTES", "MAX_MODEL_BYTES",
     "MAX_REPORT_BYTES", "METADATA_FILE", "MODEL_FILE", "NUMPY_DTYPES", "ONNX_DATATYPES", "REPORT_CARD",
     "REPORT_DIR", "REPORT_IMAGES", "Datatype", "Decision", "Metadata", "NotRegular", "Rejected", "RepositoryError",
     "TensorSpec", "Unwritable", "candidates", "decision_stamp", "inside", "list_models", "list_versions",

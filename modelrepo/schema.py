@@ -23,10 +23,6 @@ _DTYPES: tuple[tuple[str, type, str], ...] = (
 NUMPY_DTYPES: dict[str, np.dtype] = {datatype: np.dtype(numpy) for datatype, numpy, _ in _DTYPES}
 ONNX_DATATYPES: dict[str, str] = {onnx: datatype for datatype, _, onnx in _DTYPES}
 
-# The ten Fashion-MNIST classes, in label order.
-FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
 class TensorSpec(BaseModel):
     """One input or output; -1 marks the dynamic batch dimension."""
 

@@ -8,7 +8,7 @@ import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
 
-from service import errors, images, metrics, quality
+from service import errors, quality
 from service.capture import Capturer
 from service.device import providers
 from service.decode.sandbox import Limits, Sandbox
@@ -63,11 +63,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         except errors.ServingError:  # not loaded (yet): declared at its first request
             pass
 
-    errors.init_app(app)
-    images.init_app(app)
-    metrics.init_app(app, manager.names, settings.model_name)
     from service.routes import admin, classify, feedback, inference, web  # noqa: PLC0415
+    from service.routes import errors as error_pages, metrics as request_metrics  # noqa: PLC0415
 
+    error_pages.init_app(app)
+    request_metrics.init_app(app, settings, manager.names)
     feedback.init_app(app)
     for blueprint in (classify.bp, inference.bp, feedback.bp, admin.bp, web.bp):
         app.register_blueprint(blueprint)

@@ -19,14 +19,13 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from flask import Flask, jsonify
 from PIL import Image, ImageOps
 
 from service.decode import admit, pixels
 from service.decode.pixels import FORMATS, PIXEL_WEIGHT, WORK  # noqa: F401 (the decoders' constants, imported from here)
 from service.decode.sandbox import Busy, Overrun, Sandbox
 from service.errors import BadRequest, NotReady, PayloadTooLarge
-from service.metrics import DECODE_REASONS, DECODE_REFUSALS
+from service.metrics import DECODE_REFUSALS
 
 SIZE = 28
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -136,19 +135,6 @@ def _overrun(which: str, exc: Overrun, decoder: Decoder) -> Exception:
         return PayloadTooLarge(f"{which}: decoding took longer than an image may (limit {decoder.sandbox.limits.timeout:g} s, "
                                f"DECODE_TIMEOUT)")
     return BadRequest(f"{which}: corrupt image: {exc}")
-
-
-def init_app(app: Flask) -> None:
-    """A 503 for busy decoders carries Retry-After; every refusal reason is exported from start-up."""
-    for reason in DECODE_REASONS:
-        DECODE_REFUSALS.labels(reason)
-
-    @app.errorhandler(DecodersBusy)
-    def busy(exc: DecodersBusy):
-        response = jsonify(error=str(exc))
-        response.status_code = exc.status
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
 
 
 def _which(index: int, name: str | None) -> str:

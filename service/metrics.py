@@ -1,26 +1,15 @@
-"""Prometheus metrics, as module constants; multiprocess-safe under gunicorn.
+"""Prometheus metrics, as module constants; multiprocess-safe under gunicorn. Definitions only:
+the Flask hooks that count requests and serve /metrics are in service/routes/metrics.py.
 
 Multiprocess mode is switched on by PROMETHEUS_MULTIPROC_DIR, which the launcher sets and wipes
 before gunicorn starts (never the app). Without it (tests, one process) the default registry is used.
 """
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Collection
+from pathlib import Path
 
-from flask import Flask, Response, g, request
 from modelrepo.reference import BUCKETS
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 # Millisecond-scale latencies: 0.5 ms … 10 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -68,49 +57,13 @@ def declare_model(name: str) -> None:
     LOAD_FAILURES.labels(name)
 
 
-def registry() -> CollectorRegistry:
-    """A fresh multiprocess registry per scrape, or the default one in a single process."""
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+def registry(multiproc_dir: Path | None) -> CollectorRegistry:
+    """A fresh multiprocess registry per scrape (PROMETHEUS_MULTIPROC_DIR), or the default one in a single process."""
+    if multiproc_dir is None:
         return REGISTRY
     collector_registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(collector_registry)
+    multiprocess.MultiProcessCollector(collector_registry, str(multiproc_dir))
     return collector_registry
-
-
-def init_app(app: Flask, known_models: Callable[[], Collection[str]], default_model: str) -> None:
-    """Serve /metrics and count every request: status, latency, in progress.
-
-    Only names in `known_models()` become label values, so URLs cannot grow the series count;
-    a path that matched no route is counted as model="unknown".
-    """
-
-    def model_label() -> str:
-        if request.url_rule is None:
-            return UNKNOWN
-        name = (request.view_args or {}).get("name") or default_model
-        return name if name in known_models() else UNKNOWN
-
-    @app.get("/metrics")
-    def metrics():
-        return Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
-
-    @app.before_request
-    def start_timer():
-        g.started = time.perf_counter()
-        IN_PROGRESS.inc()
-
-    @app.after_request
-    def count(response: Response) -> Response:
-        if "started" in g:
-            api, model = request.blueprint or "other", model_label()
-            REQUESTS.labels(api, model, str(response.status_code)).inc()
-            REQUEST_SECONDS.labels(api, model).observe(time.perf_counter() - g.started)
-        return response
-
-    @app.teardown_request
-    def done(exc: BaseException | None) -> None:
-        if g.pop("started", None) is not None:
-            IN_PROGRESS.dec()
 
 
 # -- the model repository's scans ------------------------------------------------------------------

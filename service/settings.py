@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1)
     admin_token: str = ""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # -- metrics -------------------------------------------------------------------------------------
+    # prometheus_client's multiprocess directory, set and wiped by `python -m service` before gunicorn
+    # starts (never by the app). None: one process (tests), the default registry.
+    prometheus_multiproc_dir: Path | None = None
     # -- the model repository ------------------------------------------------------------------------
     # A scan (or an admin call waiting on one) past this many seconds is abandoned: logged, counted
     # in serving_repository_scan_timeouts_total. A worker boots with what loaded by then. Sane: a
@@ -113,10 +117,10 @@ class Settings(BaseSettings):
             raise ValueError("a sqlite:///path or postgresql+psycopg://user:password@host/database URL")
         return url
 
-    @field_validator("model_repository")
+    @field_validator("model_repository", "prometheus_multiproc_dir")
     @classmethod
-    def _absolute(cls, path: Path) -> Path:
-        return path.expanduser().resolve()
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return path.expanduser().resolve() if path is not None else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -142,4 +146,4 @@ class Settings(BaseSettings):
         return 0 if self.intra_op_threads else _cores()
 
 
-ENV_VARS: tuple[str, ...] = tuple(name.upper() for name in Settings.model_fields) + ("PROMETHEUS_MULTIPROC_DIR",)
+ENV_VARS: tuple[str, ...] = tuple(name.upper() for name in Settings.model_fields)

@@ -8,8 +8,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import modelrepo
-from modelrepo import FASHION_MNIST_LABELS, Metadata, TensorSpec
+from modelrepo import Metadata, TensorSpec
 from modelrepo.schema import Reference
+from training.contract import LABELS
 
 
 def tiny_onnx(seed: int = 0, input_name: str = "images", output_name: str = "probabilities", classes: int = 10) -> onnx.ModelProto:
@@ -40,7 +41,7 @@ def tiny_metadata(name: str = "fashion-mnist", accuracy: float | None = 0.91) ->
     if accuracy is not None:
         evaluation = {"test_accuracy": accuracy, "test_images": 10000, "per_class": [], "confusion_matrix": []}
     return Metadata(
-        name=name, labels=FASHION_MNIST_LABELS,
+        name=name, labels=LABELS,
         inputs=[TensorSpec(name="images", datatype="FP32", shape=[-1, 28, 28, 1], range=(0.0, 1.0))],
         outputs=[TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 10])],
         preprocessing="tiny test model", sha256="", evaluation=evaluation,

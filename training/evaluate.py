@@ -7,8 +7,8 @@ import numpy as np
 import onnxruntime as ort
 
 from modelrepo.reference import reference
-from modelrepo.schema import FASHION_MNIST_LABELS, ClassMetrics, Evaluation, Reference
-from training.contract import INPUT_RANGE
+from modelrepo.schema import ClassMetrics, Evaluation, Reference
+from training.contract import INPUT_RANGE, LABELS
 from training.data import Split
 from training.hardware import hardware
 
@@ -27,7 +27,7 @@ def predict_onnx(path: Path, images: np.ndarray, batch_size: int = 500,
     return np.concatenate([session.run(None, {name: images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)])
 
 
-def evaluate_onnx(path: Path, split: Split, labels: list[str] = FASHION_MNIST_LABELS) -> Evaluation:
+def evaluate_onnx(path: Path, split: Split, labels: list[str] = LABELS) -> Evaluation:
     """Accuracy, per-class precision and recall and the confusion matrix (rows: true class)."""
     predicted = predict_onnx(path, split.images).argmax(1)
     n = len(labels)

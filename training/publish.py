@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import modelrepo
 from modelrepo import Metadata, TensorSpec
 from modelrepo.schema import Evaluation
-from training.contract import INPUT_NAME, INPUT_RANGE, OUTPUT_NAME
+from training.contract import INPUT_NAME, INPUT_RANGE, LABELS, OUTPUT_NAME
 from training.data import Dataset
 from training.evaluate import evaluate_onnx, reference_onnx
 from training.report import write_report
@@ -52,7 +52,7 @@ def base_metadata(name: str, evaluation: Evaluation | None, training: dict, tool
                   **extra) -> Metadata:
     return Metadata(
         name=name,
-        labels=modelrepo.FASHION_MNIST_LABELS,
+        labels=LABELS,
         inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, 28, 28, 1], range=INPUT_RANGE)],
         outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, 10])],
         preprocessing=PREPROCESSING,
