@@ -20,7 +20,7 @@ from benchmarks.generators import require
 from benchmarks.load import LoadResult, Target, measure_round, medians, warm_up
 from benchmarks.payloads import SCENARIOS, payloads, test_images
 from service.settings import Settings
-from service.testing import ROOT, Server, start_server
+from tests.harness import ROOT, Server, start_server
 
 TARGET_LOSS = 0.05
 SINGLE_IMAGE = SCENARIOS[:2]  # v1 png, v2 json: one image a request

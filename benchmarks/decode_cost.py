@@ -31,7 +31,7 @@ from PIL import Image
 from benchmarks.process_cost import Tally
 from benchmarks.worst_images import encode, side_under, worst_images
 from service.settings import Settings
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 from tests.hostile_images import _chunk, decoder_bombs, specs
 
 RSS_TARGET_MB, CPU_TARGET_S = 150, 2.0

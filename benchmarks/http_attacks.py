@@ -28,7 +28,7 @@ import requests
 from benchmarks.process_cost import peak_rss_mb
 from benchmarks.report import markdown
 from benchmarks.servers import cpu_seconds
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 from tests.hostile_http import REGEX_HOSTILE_JSON, chunked_with_size
 
 ATTACK_SECONDS = 20.0

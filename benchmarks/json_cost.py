@@ -18,7 +18,7 @@ import requests
 
 from benchmarks.report import markdown
 from benchmarks.servers import cpu_seconds
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 
 SIZE = 8 * 1024 * 1024 - 1024
 TARGET_S = 1.0

@@ -11,7 +11,7 @@ import requests
 from benchmarks.generators import RUNNERS, Summary
 from benchmarks.payloads import Payload
 from benchmarks.servers import cpu_seconds, settle
-from service.testing import Server
+from tests.harness import Server
 
 WARM_UP_SECONDS = 1.0
 # wrk counts only the requests completed before its deadline. When few complete per connection

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from benchmarks.generators import hey
 from benchmarks.payloads import Payload
-from service.testing import rss_mb
+from tests.harness import rss_mb
 
 REQUESTS = 10_000
 CONCURRENCY = 8

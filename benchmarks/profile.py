@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks import generators, load, payloads, raw, servers, stacks
 from benchmarks.generators import Summary
 from benchmarks.payloads import Payload
-from service.testing import Server
+from tests.harness import Server
 
 LEAD_IN_S = 1  # wrk runs this long before and after the recording, so every sample is under load
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from service.settings import Settings
-from service.testing import ROOT, Server, free_port, start_server
+from tests.harness import ROOT, Server, free_port, start_server
 
 READY_TIMEOUT = 60.0
 # settle(): the server is idle once its processes use less than this share of one core.

@@ -27,7 +27,7 @@ import requests
 import modelrepo
 from benchmarks.payloads import Payload, payloads, test_images
 from benchmarks.soak_capture import CaptureSoak
-from service.testing import ROOT, rss_mb, start_server
+from tests.harness import ROOT, rss_mb, start_server
 
 MODEL, SPARE = "fashion-mnist", "fashion-mnist-int8"
 TOKEN = "soak-token"

@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from service.testing import ROOT, Server, start_server
+from tests.harness import ROOT, Server, start_server
 from tests.tiny_model import publish_tiny
 
 BUNDLED_REPOSITORY = ROOT / "models"

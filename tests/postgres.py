@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from service.testing import free_port
+from tests.harness import free_port
 
 BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 SYSTEM_USER = "postgres"

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from service.testing import free_port
+from tests.harness import free_port
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from service.settings import Settings
-from service.testing import ROOT
+from tests.harness import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 

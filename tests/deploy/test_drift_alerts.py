@@ -10,7 +10,7 @@ import subprocess
 
 import yaml
 
-from service.testing import ROOT
+from tests.harness import ROOT
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from service.settings import Settings
-from service.testing import start_server
+from tests.harness import start_server
 from tests.hostile_images import DEFAULT_MAX_IMAGE_PIXELS, specs
 from tests.tiny_model import publish_tiny
 

@@ -17,7 +17,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.testing import start_server
+from tests.harness import start_server
 from tests.hostile_http import LYING_CHUNK_SIZES, MALFORMED
 from tests.sockets import read_until_closed
 from tests.tiny_model import publish_tiny

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 from tests.fuzz.strategies import image_bytes, v2_json_bodies, v2_requests
 from tests.tiny_model import publish_tiny
 

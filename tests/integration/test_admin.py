@@ -6,7 +6,7 @@ import threading
 import pytest
 import requests
 
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 from tests.tiny_model import publish_tiny
 
 TOKEN = "s3cret-token"

@@ -7,7 +7,7 @@ import pytest
 import requests
 from PIL import Image
 
-from service.testing import start_server
+from tests.harness import start_server
 from tests.tiny_model import publish_tiny
 
 INFER = "/v2/models/fashion-mnist/infer"

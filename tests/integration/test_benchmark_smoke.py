@@ -10,7 +10,7 @@ import sys
 
 from benchmarks import payloads, raw, servers, stacks
 from benchmarks.generators import RUNNERS
-from service.testing import ROOT
+from tests.harness import ROOT
 from tests.tiny_model import publish_tiny
 
 HEADER = ("| kind | scenario | batching | concurrency | img/request | img/s | req/s | p50 ms | p99 ms | errors | vs raw | vs naive "

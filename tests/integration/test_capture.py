@@ -6,7 +6,7 @@ import pytest
 import requests
 
 import store
-from service.testing import start_server
+from tests.harness import start_server
 from tests.postgres import Postgres
 from tests.tiny_model import publish_tiny
 

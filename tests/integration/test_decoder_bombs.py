@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from benchmarks.worst_images import encode
-from service.testing import start_server
+from tests.harness import start_server
 from tests.hostile_images import decoder_bombs, gif_comments, picture, png_chunks
 
 # Generous: a CI machine may be slow. Before issue 20, the repeated-scan JPEG took 314 s.

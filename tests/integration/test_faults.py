@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import modelrepo
-from service.testing import rss_mb, start_server
+from tests.harness import rss_mb, start_server
 from tests.tiny_model import publish_tiny
 
 TOKEN = "fault-token"

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import modelrepo
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 from tests.tiny_model import publish_tiny
 
 NAME = "fashion-mnist"

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import requests
 
-from service.testing import ROOT, free_port, start_server
+from tests.harness import ROOT, free_port, start_server
 from tests.hostile_http import LYING_CHUNK_SIZES, MALFORMED, OVER_LIMITS, REGEX_HOSTILE_JSON, chunked_with_size
 from tests.sockets import read_until_closed
 

@@ -16,7 +16,7 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 
 import modelrepo
-from service.testing import start_server
+from tests.harness import start_server
 from tests.tiny_model import publish_tiny
 
 NAME = "fashion-mnist"

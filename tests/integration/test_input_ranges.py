@@ -7,7 +7,7 @@ import pytest
 import requests
 
 import modelrepo
-from service.testing import start_server
+from tests.harness import start_server
 from tests.tiny_model import publish_tiny
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import requests
 
-from service.testing import start_server
+from tests.harness import start_server
 
 MODEL = 'model="fashion-mnist"'
 

@@ -6,7 +6,7 @@ import onnx
 import requests
 
 import modelrepo
-from service.testing import start_server
+from tests.harness import start_server
 from tests.tiny_model import publish_tiny, tiny_metadata, tiny_onnx
 
 SCANS = "serving_repository_scans_total"

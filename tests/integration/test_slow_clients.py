@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from service.testing import rss_mb, start_server
+from tests.harness import rss_mb, start_server
 from tests.sockets import read_until_closed
 
 SLOW_SOCKETS = 64

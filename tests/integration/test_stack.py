@@ -10,7 +10,7 @@ import requests
 import yaml
 
 from tests.prometheus import prometheus, query
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 
 COMMITTED = ROOT / "deploy" / "prometheus"
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import modelrepo
-from service.testing import ROOT
+from tests.harness import ROOT
 
 SMALL = ["--epochs", "1", "--limit", "512", "--batch-size", "64"]
 

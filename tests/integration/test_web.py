@@ -23,7 +23,7 @@ import yaml
 from PIL import Image, ImageOps
 
 import modelrepo
-from service.testing import ROOT, start_server
+from tests.harness import ROOT, start_server
 from tests.tiny_model import publish_tiny
 from training.data import DEFAULT_DIR, FILES, IMAGES_MAGIC, LABELS_MAGIC, read_idx
 

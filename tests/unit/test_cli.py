@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 import modelrepo
-from service.testing import ROOT
+from tests.harness import ROOT
 from tests.tiny_model import publish_tiny, tiny_onnx
 
 # Runs the real CLI in a fresh interpreter and, whatever way it exits, reports which heavy

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.data import FILES, DatasetError, load_data
-from service.testing import ROOT
+from tests.harness import ROOT
 from training.data import DEFAULT_DIR as FASHION_DIR
 
 

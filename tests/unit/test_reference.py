@@ -5,7 +5,7 @@ import numpy as np
 
 from modelrepo.reference import BUCKETS, mean_intensity, reference
 from modelrepo.schema import Metadata
-from service.testing import ROOT
+from tests.harness import ROOT
 from tests.tiny_model import tiny_metadata
 
 

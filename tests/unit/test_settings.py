@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import ENV_VARS, Settings, SettingsError
-from service.testing import ROOT
+from tests.harness import ROOT
 
 
 def test_defaults():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ast
 
-from service.testing import ROOT
+from tests.harness import ROOT
 
 FORBIDDEN = ("service", "training", "flask", "tensorflow", "keras")
 

@@ -1,7 +1,8 @@
 """Run the real service (`python -m service`, gunicorn and all) as a child process on loopback.
 
-For the tests, the benchmarks and the soak script, which all want the service exactly as the
-README starts it. Like `flask.testing`, it ships with the package but is never imported by it.
+For the tests and the benchmarks (`python -m benchmarks…` from the repository root imports it as
+`tests.harness`), which all want the service exactly as the README starts it. It lives with the
+tests, outside the serving image.
 """
 from __future__ import annotations
 
