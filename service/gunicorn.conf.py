@@ -79,7 +79,7 @@ def worker_exit(server, worker):
 
 def post_worker_init(worker):
     """The app is built and its models loaded: say so, once per worker (tests and operators wait for it)."""
-    worker.log.info("Worker ready (pid: %s)", worker.pid)
+    worker.log.info("Worker ready (pid: %s), listening at: %s", worker.pid, ",".join(map(str, worker.sockets)))
 
 
 def post_fork(server, worker):
