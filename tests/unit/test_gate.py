@@ -4,7 +4,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from training.gate import decide, mcnemar_worse_p
+from training.gate import Holdout, binomial_below_p, decide, mcnemar_worse_p
 
 IMAGES = 10_000
 FLOOR = 0.90
@@ -92,3 +92,71 @@ def test_against_the_served_model_alone_mcnemar_walks_down_too():
         return decide(candidate, {"current": (2, served)}, FLOOR).promote
 
     assert _served_accuracies(current_only, 300, 20)[-1] < FLOOR + 0.001
+
+
+# The production holdout: 400 images, the current model right on `current_hits` of them; on
+# the clean test it scores 92%.
+HOLDOUT = 400
+
+
+def _holdout(current_hits: int, fixed: int, broken: int) -> Holdout:
+    """The current model right on the first `current_hits` images; the candidate fixes `fixed` of
+    its misses and breaks `broken` of its hits."""
+    current = np.arange(HOLDOUT) < current_hits
+    candidate = current.copy()
+    candidate[current_hits : current_hits + fixed] = True
+    candidate[:broken] = False
+    return Holdout(candidate=candidate, current=current)
+
+
+def _clean(rng: np.random.Generator) -> np.ndarray:
+    return _correct(9_200, rng)
+
+
+def test_binomial_tail_is_exact():
+    assert binomial_below_p(3, 10, 0.5) == pytest.approx(sum(comb(10, k) for k in range(4)) / 2**10, rel=1e-12)
+    assert binomial_below_p(10, 10, 0.9) == pytest.approx(1.0)
+    assert 0 < binomial_below_p(2800, 4000, 0.92) < 1e-100  # tiny, in logs: no underflow to 0
+
+
+def test_drifted_and_improved_is_promoted():
+    rng = np.random.default_rng(1)
+    clean = _clean(rng)
+    holdout = _holdout(current_hits=240, fixed=60, broken=10)  # 60% on production: drifted; +12.5 points
+    verdict = decide(clean.copy(), {"current": (1, clean)}, FLOOR, holdout=holdout)
+    assert verdict.production.drift.drifted and verdict.production.drift.p_value < 1e-30
+    assert verdict.production.comparison.candidate_only == 60 and verdict.production.comparison.reference_only == 10
+    assert verdict.production.better_p_value < 1e-6
+    assert verdict.promote and "drifted" in verdict.reason
+
+
+def test_drifted_and_not_improved_is_rejected():
+    rng = np.random.default_rng(2)
+    clean = _clean(rng)
+    # As good on the clean test, +1.25 points on production: 15 vs 10 disagreements is noise.
+    verdict = decide(clean.copy(), {"current": (1, clean)}, FLOOR, holdout=_holdout(240, fixed=15, broken=10))
+    assert verdict.production.drift.drifted and verdict.production.better_p_value > 0.05
+    assert not verdict.promote and "not significantly better where production drifted" in verdict.reason
+
+
+def test_not_drifted_needs_only_to_be_no_worse_on_production():
+    rng = np.random.default_rng(3)
+    clean = _clean(rng)
+    # 363/400 = 90.75%, within the 2-point tolerance of 92%: not drifted. The candidate changes nothing
+    # measurable on production, which is enough here.
+    same = decide(clean.copy(), {"current": (1, clean)}, FLOOR, holdout=_holdout(363, fixed=3, broken=4))
+    assert not same.production.drift.drifted and same.promote
+    # ... but breaking 25 images and fixing 5 is significantly worse, even with a clean test as good.
+    worse = decide(clean.copy(), {"current": (1, clean)}, FLOOR, holdout=_holdout(363, fixed=5, broken=25))
+    assert not worse.production.drift.drifted and worse.production.comparison.significantly_worse
+    assert not worse.promote and "significantly worse on production" in worse.reason
+
+
+def test_a_production_win_never_buys_a_clean_loss():
+    rng = np.random.default_rng(4)
+    clean = _clean(rng)
+    candidate = clean.copy()
+    candidate[np.flatnonzero(clean)[:80]] = False  # 80 clean images broken, none fixed
+    verdict = decide(candidate, {"current": (1, clean)}, FLOOR, holdout=_holdout(240, fixed=100, broken=0))
+    assert verdict.production.passed and not verdict.promote and "worse than the current v1" in verdict.reason
+    assert verdict.as_dict()["production"]["drift"]["drifted"] is True  # the JSON report shows both
