@@ -1,4 +1,5 @@
 """The promotion gate on synthetic per-image correctness: exact McNemar, the floor, and no drift."""
+from fractions import Fraction
 from math import comb
 
 import numpy as np
@@ -116,7 +117,9 @@ def _clean(rng: np.random.Generator) -> np.ndarray:
 def test_binomial_tail_is_exact():
     assert binomial_below_p(3, 10, 0.5) == pytest.approx(sum(comb(10, k) for k in range(4)) / 2**10, rel=1e-12)
     assert binomial_below_p(10, 10, 0.9) == pytest.approx(1.0)
-    assert 0 < binomial_below_p(2800, 4000, 0.92) < 1e-100  # tiny, in logs: no underflow to 0
+    # 0.92**400 alone is 3e-15 and the terms' products would underflow; in logs it is exact.
+    exact = sum(comb(400, k) * Fraction(23, 25) ** k * Fraction(2, 25) ** (400 - k) for k in range(301))
+    assert binomial_below_p(300, 400, 0.92) == pytest.approx(float(exact), rel=1e-9) and float(exact) < 1e-15
 
 
 def test_drifted_and_improved_is_promoted():
