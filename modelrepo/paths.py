@@ -16,7 +16,9 @@ MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 REPORT_DIR = "report"
 REPORT_CARD = "README.md"
-REPORT_IMAGES = ("confusion_matrix.png", "training_curves.png")
+REPORT_CONFUSION = "confusion_matrix.png"
+REPORT_CURVES = "training_curves.png"
+REPORT_IMAGES = (REPORT_CONFUSION, REPORT_CURVES)
 
 _VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

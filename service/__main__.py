@@ -25,14 +25,12 @@ def main() -> None:
         provider = providers(settings.device)[0]
     except (SettingsError, DeviceUnavailable) as exc:
         sys.exit(f"error: {exc}")
-    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(tempfile.gettempdir()) / f"serving-metrics-{settings.port}")
+    metrics_dir = settings.prometheus_multiproc_dir or Path(tempfile.gettempdir()) / f"serving-metrics-{settings.port}"
     _fresh_dir(metrics_dir)
+    # For gunicorn's processes: prometheus_client reads the variable itself, and their Settings too.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    if os.environ.get("CONTROL_DIR"):
-        # Gone since decisions moved into the repository; said once, not silently ignored.
-        print(f"warning: CONTROL_DIR is no longer used: operators' decisions live in {settings.model_repository}/<model>/decisions.json",
-              file=sys.stderr, flush=True)
     print(f"serving {settings.model_repository} on {settings.host}:{settings.port} with {settings.web_concurrency} workers, {provider}", flush=True)
+    # The worker builds this app with the settings gunicorn.conf.py read (ServiceWorker.load_wsgi).
     gunicorn = [sys.executable, "-m", "gunicorn", "--config", str(CONFIG), "service.app:create_app()"]
     os.execv(sys.executable, gunicorn)
 

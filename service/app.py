@@ -39,7 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = OrjsonProvider(app)
     # No path is ever normalised by redirect (werkzeug would answer an HTML 308 page).
     app.url_map.merge_slashes = False

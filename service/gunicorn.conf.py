@@ -83,10 +83,14 @@ def post_worker_init(worker):
 
 
 def post_fork(server, worker):
-    """Hand the GIL over sooner than Python's 5 ms default.
+    """Give the worker this process's settings; hand the GIL over sooner than Python's 5 ms default.
+
+    The settings are the object this file built from the environment, once: the worker and the
+    app it builds (service/http/worker.py) use it, never a second reading.
 
     Request threads decode in Python while a batch runs in onnxruntime (GIL released); when
     the run ends, its thread needs the GIL back to hand out results, and the device idles
     until it gets it. A shorter switch interval keeps that wait well under a millisecond.
     """
+    worker.settings = _settings
     sys.setswitchinterval(0.0005)

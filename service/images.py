@@ -1,4 +1,4 @@
-"""Any image Pillow decodes → the model's 28×28 light-on-dark float tensor, within a budget.
+"""Any image Pillow decodes → the model's light-on-dark float tensor (its input's height × width), within a budget.
 
 Fashion-MNIST items are light on a black background, centred, with their aspect ratio kept.
 Photos of products are usually dark on white, so an image whose border is light is inverted.
@@ -22,12 +22,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from service.decode import admit, pixels
-from service.decode.pixels import FORMATS, PIXEL_WEIGHT, WORK  # noqa: F401 (the decoders' constants, imported from here)
+from service.decode.pixels import FORMATS, PIXEL_WEIGHT  # noqa: F401 (the decoders' constants, imported from here)
 from service.decode.sandbox import Busy, Overrun, Sandbox
 from service.errors import BadRequest, NotReady, PayloadTooLarge
 from service.metrics import DECODE_REFUSALS
 
-SIZE = 28
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
@@ -45,6 +44,7 @@ class _Budget:
 
     cpu_seconds: float
     pixels: int
+    size: tuple[int, int]  # the model's input, height × width
     fast_bytes: int = admit.FAST_REQUEST_BYTES
 
 
@@ -58,9 +58,9 @@ class Decoder:
         self.sandbox = sandbox
         self.cpu_seconds = cpu_seconds
 
-    def decode(self, uploads: list[tuple[str | None, bytes]]) -> np.ndarray:
-        """(filename, bytes) pairs → float32 [N, 28, 28, 1] in [0, 1]; 4xx errors name the image."""
-        budget = _Budget(self.cpu_seconds, self.request_pixels)
+    def decode(self, uploads: list[tuple[str | None, bytes]], size: tuple[int, int]) -> np.ndarray:
+        """(filename, bytes) pairs → float32 [N, height, width, 1] in [0, 1]; 4xx errors name the image."""
+        budget = _Budget(self.cpu_seconds, self.request_pixels, size)
         return np.stack([self._tensor(i, name, data, budget) for i, (name, data) in enumerate(uploads)])
 
     def _tensor(self, index: int, name: str | None, data: bytes, budget: _Budget) -> np.ndarray:
@@ -89,7 +89,7 @@ class Decoder:
         try:
             gray = _gray_on_white(small)
             transpose = _TRANSPOSE.get(orientation or 0)
-            return _to_tensor(gray.transpose(transpose) if transpose else gray)
+            return _to_tensor(gray.transpose(transpose) if transpose else gray, budget.size)
         except Exception as exc:  # a mode Pillow decoded but cannot convert
             raise BadRequest(f"{which}: corrupt or truncated image ({type(exc).__name__}: {str(exc)[:80]})") from None
 
@@ -99,11 +99,11 @@ class Decoder:
             # Not charged to the CPU budget: admission bounds it (a request's worst, 0.08 s, in
             # service/decode/admit.py), and reading a thread's CPU clock cost 5-40% of a small decode.
             budget.fast_bytes -= len(data)
-            return pixels.decode(data, self.image_pixels, budget.pixels)
+            return pixels.decode(data, self.image_pixels, budget.pixels, max(budget.size))
         admit.refuse_costly(data, found, self.sandbox.limits.memory_mb)
         reply = None
         try:
-            reply = self.sandbox.decode(data, budget.cpu_seconds, self.image_pixels, budget.pixels)
+            reply = self.sandbox.decode(data, budget.cpu_seconds, self.image_pixels, budget.pixels, max(budget.size))
         finally:  # killed: it may have used the whole budget
             budget.cpu_seconds -= reply.cpu_seconds if reply else budget.cpu_seconds
         return reply.result()
@@ -156,14 +156,15 @@ def _gray_on_white(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def _to_tensor(gray: Image.Image) -> np.ndarray:
-    """float32 [28, 28, 1] in [0, 1], light object on dark background."""
+def _to_tensor(gray: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """float32 [height, width, 1] in [0, 1], light object on dark background."""
     grid = np.asarray(gray)
     border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
     middle = len(border) // 2  # the median (upper, for an even count), without np.median's generality
     background = int(np.partition(border, middle)[middle])
-    if gray.size != (SIZE, SIZE):
-        grid = np.asarray(ImageOps.pad(gray, (SIZE, SIZE), method=Image.Resampling.LANCZOS, color=background))
+    height, width = size
+    if gray.size != (width, height):
+        grid = np.asarray(ImageOps.pad(gray, (width, height), method=Image.Resampling.LANCZOS, color=background))
     tensor = grid.astype(np.float32) / 255.0
     if background > 127:
         tensor = 1.0 - tensor
@@ -171,7 +172,7 @@ def _to_tensor(gray: Image.Image) -> np.ndarray:
 
 
 def to_png_base64(tensor: np.ndarray) -> str:
-    """The 28×28 view the model saw, as a base64 PNG (for ?explain=1 and the web page)."""
+    """The view the model saw (28×28 for Fashion-MNIST), as a base64 PNG (for ?explain=1 and the web page)."""
     image = Image.fromarray(np.clip(tensor[..., 0] * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -48,6 +48,15 @@ class Served:
         return self.runtime.inputs[0]
 
     @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the images the model takes, from its declared input [N, height, width, 1]."""
+        shape = self.input.shape
+        if len(shape) != 4 or shape[3] != 1 or min(shape[1:3]) < 1:
+            raise BadRequest(f"{self.name}/{self.version} takes {self.input.datatype} {shape}, not grayscale images "
+                             f"[N, height, width, 1]: send tensors to /v2/models/{self.name}/infer")
+        return shape[1], shape[2]
+
+    @property
     def output(self) -> TensorSpec:
         return self.runtime.outputs[0]
 

@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     # -- limits on what a client may send ----------------------------------------------------------
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_batch_images: int = Field(256, ge=1)
-    max_image_pixels: int = Field(16_000_000, ge=28 * 28)  # one decoded image
-    max_request_pixels: int = Field(48_000_000, ge=28 * 28)  # every image of one request together
+    max_image_pixels: int = Field(16_000_000, ge=1024)  # one decoded image
+    max_request_pixels: int = Field(48_000_000, ge=1024)  # every image of one request together
     request_read_timeout: float = Field(10.0, gt=0)  # seconds for a request's head and body to arrive
     # -- decoding images, in processes the kernel limits (service/decode/) ---------------------------
     # Decoder processes per worker: at most this many costly images decode at once per worker. Each

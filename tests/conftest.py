@@ -43,6 +43,30 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def make_app(tmp_path: Path):
+    """Build the app in-process (Flask's test client; no gunicorn, no front door) for a repository.
+
+    For what the routes, the decoders and the manager do; the front door's own behaviour (framing,
+    limits, health in the loop) is tested against the real server.
+    """
+    from service.app import create_app  # noqa: PLC0415
+    from service.settings import Settings  # noqa: PLC0415
+
+    apps = []
+
+    def make(repository: Path, **overrides):
+        settings = Settings.from_env({}, **({"model_repository": repository, "reload_poll_seconds": 0, "intra_op_threads": 1,
+                                             "capture_url": f"sqlite:///{tmp_path / 'captures.db'}"} | overrides))
+        apps.append(create_app(settings))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.extensions["poller"].stop()
+        app.extensions["decoder"].sandbox.close()
+
+
+@pytest.fixture
 def bundled_repo(tmp_path: Path, bundled: Path) -> Path:
     """A private copy of the committed model repository (models/)."""
     repository = tmp_path / "models"

@@ -74,7 +74,7 @@ def prepare(model: keras.Model, run: dict, data: Dataset, name: str, staging: Pa
     reference = reference_onnx(staging / modelrepo.MODEL_FILE, data.test)
     metadata = base_metadata(name, evaluation, training, sha256=modelrepo.sha256_file(staging / modelrepo.MODEL_FILE),
                              reference=reference)
-    write_report(metadata, run.get("history"), staging / "report")
+    write_report(metadata, run.get("history"), staging / modelrepo.REPORT_DIR)
     return Candidate(staging, metadata, run.get("history"))
 
 

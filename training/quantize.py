@@ -73,6 +73,6 @@ def publish_quantized(repository: Path, source: str, version: int | None, name: 
                     "commands": [*source_meta.training.get("commands", []), command]}
         metadata = base_metadata(name, evaluation, training, tools=("onnx", "onnxruntime"), sha256=modelrepo.sha256_file(int8),
                                  description=f"int8 (QDQ) quantization of {source}/{version}.")
-        write_report(metadata, None, Path(staging) / "report")
+        write_report(metadata, None, Path(staging) / modelrepo.REPORT_DIR)
         published = publish(Candidate(Path(staging), metadata, None), repository)
     return published, evaluation.test_accuracy, fp32_accuracy

@@ -46,7 +46,7 @@ def _warm_up() -> None:
     for fmt in pixels.FORMATS:
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8)).save(buffer, format=fmt)
-        pixels.decode(buffer.getvalue(), 1024, 1024)
+        pixels.decode(buffer.getvalue(), 1024, 1024, side=8)
 
 
 def _arm(cpu_seconds: float) -> None:
@@ -60,9 +60,9 @@ def _disarm() -> None:
     signal.setitimer(signal.ITIMER_PROF, 0)
 
 
-def _serve(job: bytes, image_cap: int, pixels_left: int) -> Reply:
+def _serve(job: bytes, image_cap: int, pixels_left: int, side: int) -> Reply:
     try:
-        small, orientation, cost = pixels.decode(job, image_cap, pixels_left)
+        small, orientation, cost = pixels.decode(job, image_cap, pixels_left, side)
         return Reply.success(small, orientation, cost)
     except (MemoryError, pixels.OutOfMemory) as exc:
         _reserve.clear()  # room to answer; the process retires after it (its heap may stay large)
@@ -85,12 +85,12 @@ def main() -> None:
         head = read_exact(stdin, JOB.size)
         if head is None:
             return  # the worker closed the pipe: it is gone or replacing us
-        cpu_seconds, image_cap, pixels_left, length = JOB.unpack(head)
+        cpu_seconds, image_cap, pixels_left, side, length = JOB.unpack(head)
         data = read_exact(stdin, length) or b""
         start = time.process_time()
         _arm(cpu_seconds)
         try:
-            reply = _serve(data, image_cap, pixels_left)
+            reply = _serve(data, image_cap, pixels_left, side)
             _disarm()
             reply.cpu_seconds = time.process_time() - start
             write_reply(stdout, reply)

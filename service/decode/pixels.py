@@ -1,4 +1,4 @@
-"""Bytes → a box-reduced Pillow image of a few times 28 pixels, and its EXIF orientation: Pillow alone.
+"""Bytes → a box-reduced Pillow image a few times the model's side, and its EXIF orientation: Pillow alone.
 
 Imported by the worker (for the in-process fast path) and by the decoder processes, which must
 start fast and small: no numpy, no Flask (Pillow alone starts in 0.07 s of CPU and 13 MB; with
@@ -10,8 +10,9 @@ import io
 
 from PIL import Image
 
-# Shrink to at least this before the final Lanczos resize: Pillow's reducing_gap of 3.
-WORK = 28 * 3
+# Shrink to at least this many times the model's input side before the final Lanczos resize:
+# Pillow's reducing_gap of 3.
+REDUCING_GAP = 3
 # Pixels per strip when reducing: Pillow's reduce() copies RGBA/LA whole (premultiplied) first.
 STRIP_PIXELS = 1_000_000
 # The formats we document; anything else (EPS, which Pillow hands to Ghostscript, PSD, PDF…) is
@@ -48,11 +49,13 @@ class OutOfMemory(DecodeError):
     """An allocation failed: in a decoder process, its address-space limit was reached."""
 
 
-def decode(data: bytes, image_cap: int, pixels_left: int) -> tuple[Image.Image, int | None, int]:
-    """(small image, EXIF orientation or None, the pixels it counted) of one file; raises a DecodeError."""
+def decode(data: bytes, image_cap: int, pixels_left: int, side: int) -> tuple[Image.Image, int | None, int]:
+    """(small image, EXIF orientation or None, the pixels it counted) of one file, for a model input
+    whose longer side is `side` pixels; raises a DecodeError."""
+    reduce_to = REDUCING_GAP * side
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
-        image.draft("L" if image.mode in ("RGB", "L") else image.mode, (WORK, WORK))  # JPEG only; others ignore it
+        image.draft("L" if image.mode in ("RGB", "L") else image.mode, (reduce_to, reduce_to))  # JPEG only; others ignore it
     except MemoryError:
         raise OutOfMemory("reading the header") from None
     except Exception as exc:  # Pillow raises many types for unreadable headers
@@ -66,7 +69,7 @@ def decode(data: bytes, image_cap: int, pixels_left: int) -> tuple[Image.Image, 
         raise OverRequest(str(cost))
     try:
         image.load()  # GIF, WebP, TIFF…: the first frame or page only
-        small = _shrink(image)
+        small = _shrink(image, reduce_to)
         return small, _orientation(image), cost  # orientation after load: a PNG's eXIf chunk may follow its pixels
     except MemoryError:
         raise OutOfMemory(f"decoding a {image.width}×{image.height} {image.format}") from None
@@ -87,14 +90,14 @@ def _orientation(image: Image.Image) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _shrink(image: Image.Image) -> Image.Image:
-    """A box-reduced copy whose longer side is at least WORK, made strip by strip.
+def _shrink(image: Image.Image, reduce_to: int) -> Image.Image:
+    """A box-reduced copy whose longer side is at least reduce_to, made strip by strip.
 
     Pillow's reduce() first copies an RGBA or LA image whole (premultiplied), and modes it
     cannot reduce need a converted copy; strips of whole blocks reduce exactly as the whole
     image does, so no full-size copy is ever made.
     """
-    factor = max(1, max(image.size) // WORK)
+    factor = max(1, max(image.size) // reduce_to)
     if factor == 1:  # already small (most requests): only the mode may need changing
         return _reducible(image)
     rows = factor * max(1, STRIP_PIXELS // (image.width * factor))

@@ -160,7 +160,7 @@ class Sandbox:
         """The idle decoder processes' pids (for benchmarks and tests)."""
         return [process.pid for process in list(self._idle.queue) if process]
 
-    def decode(self, data: bytes, cpu_seconds: float, image_cap: int, pixels_left: int) -> wire.Reply:
+    def decode(self, data: bytes, cpu_seconds: float, image_cap: int, pixels_left: int, side: int) -> wire.Reply:
         """Run one image's decode in an idle process; raises Busy or Overrun."""
         try:
             process = self._idle.get(timeout=self.limits.wait) or self._start()
@@ -171,7 +171,7 @@ class Sandbox:
             raise Busy("no decoder process could be started")
         reply = None
         try:
-            reply = process.run(wire.job(data, cpu_seconds, image_cap, pixels_left), self.limits.timeout)
+            reply = process.run(wire.job(data, cpu_seconds, image_cap, pixels_left, side), self.limits.timeout)
             return reply
         finally:
             if reply is None or reply.retire:

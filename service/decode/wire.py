@@ -1,6 +1,7 @@
 """What a worker and its decoder processes say to each other over a pipe: one job, one reply.
 
-A job is JOB (CPU budget, per-image pixel cap, pixels left to the request, byte count) and the
+A job is JOB (CPU budget, per-image pixel cap, pixels left to the request, the model's side, byte
+count) and the
 file's bytes. A reply is REPLY (kind, retire flag, CPU used, pixels counted, lengths), a JSON
 head and a body: the small image's raw pixels, or the error's message.
 """
@@ -15,7 +16,7 @@ from PIL import Image
 
 from service.decode import pixels
 
-JOB = struct.Struct("<dQQQ")
+JOB = struct.Struct("<dQQIQ")
 REPLY = struct.Struct("<B?dQII")
 OK = 0
 # A decoder's exit status when it ran out of memory even for its answer (service/decode/child.py).
@@ -50,9 +51,9 @@ class Reply:
         return Image.frombytes(self.head["mode"], tuple(self.head["size"]), self.body), self.head["orientation"], self.cost
 
 
-def job(data: bytes, cpu_seconds: float, image_cap: int, pixels_left: int) -> bytes:
+def job(data: bytes, cpu_seconds: float, image_cap: int, pixels_left: int, side: int) -> bytes:
     """A job's bytes, as the process reads them."""
-    return JOB.pack(cpu_seconds, image_cap, max(0, pixels_left), len(data)) + data
+    return JOB.pack(cpu_seconds, image_cap, max(0, pixels_left), side, len(data)) + data
 
 
 def reply_parts(head: bytes) -> tuple[int, bool, float, int, int, int]:

@@ -191,17 +191,21 @@ class RequestReader:
         for name, value in message.headers:
             lowered = name.lower()
             # llhttp has checked that a Content-Length is digits, and is the only one.
-            if lowered == b"content-length" and int(value) > self._limits.body:
-                raise _Refuse(413, f"request body of {int(value):,} bytes, limit {self._limits.body:,} (MAX_REQUEST_BYTES)")
+            if lowered == b"content-length":
+                self._check_body(int(value))
             if lowered == b"expect":
                 self.expects_continue = value.lower() == b"100-continue"
 
     def on_body(self, body: bytes) -> None:
         message = self._message
         message.body_bytes += len(body)
-        if message.body_bytes > self._limits.body:  # chunked: the size is known only as it comes
-            raise _Refuse(413, f"request body over {self._limits.body:,} bytes (MAX_REQUEST_BYTES)")
+        self._check_body(message.body_bytes)  # chunked: the size is known only as it comes
         message.body.append(body)
+
+    def _check_body(self, size: int) -> None:
+        """The one check of MAX_REQUEST_BYTES (413): the app behind the front door never sees more."""
+        if size > self._limits.body:
+            raise _Refuse(413, f"request body over {self._limits.body:,} bytes (MAX_REQUEST_BYTES): {size:,} announced or received")
 
     def on_message_complete(self) -> None:
         message, parser = self._message, self._parser

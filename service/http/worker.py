@@ -45,9 +45,12 @@ STOP_IDLE_SECONDS = 1.0
 class ServiceWorker(Worker):
     """gunicorn worker class: `worker_class = "service.http.worker.ServiceWorker"`."""
 
+    # The master's settings, handed over by gunicorn.conf.py's post_fork: the worker and its app share them.
+    settings: Settings
+
     def init_process(self) -> None:
         check_config(self.cfg)
-        settings = Settings.from_env()
+        settings = self.settings
         limits = Limits(url=self.cfg.limit_request_line or 1 << 20, fields=self.cfg.limit_request_fields,
                         field=self.cfg.limit_request_field_size or 1 << 20, head=MAX_HEAD_BYTES,
                         body=settings.max_request_bytes)
@@ -55,6 +58,12 @@ class ServiceWorker(Worker):
                           tls_context(self.cfg), self.cfg.threads)
         _raise_open_files_limit()
         super().init_process()  # loads the app, runs post_worker_init, then run()
+
+    def load_wsgi(self) -> None:
+        """Build the app in this worker, after fork, from the process's one Settings object."""
+        from service.app import create_app  # noqa: PLC0415 (nothing of the app is imported before fork)
+
+        self.wsgi = create_app(self.settings)
 
     def run(self) -> None:
         for listener in self.sockets:

@@ -36,7 +36,7 @@ def new_request_id() -> str:
 
 
 def body() -> bytes:
-    """The request body, never more than MAX_REQUEST_BYTES (413 past it, chunked or not)."""
+    """The request body: the front door (service/http/parser.py) refused it past MAX_REQUEST_BYTES."""
     return request.get_data(cache=False)
 
 

@@ -52,7 +52,7 @@ def classify(name: str | None):
     top_k, explain = _top_k(), _explain()
     with served.expecting():
         uploads = _uploads()
-        tensors = decoder().decode(uploads)
+        tensors = decoder().decode(uploads, served.image_size)
         probabilities = served.infer(tensors)
     request_id = new_request_id()
     results = []
@@ -73,6 +73,6 @@ def classify(name: str | None):
 
 
 def _seen(tensors: np.ndarray) -> np.ndarray:
-    """What the model saw, as uint8 pixels (28×28 for Fashion-MNIST): a quarter of the float32 bytes."""
+    """What the model saw, as uint8 pixels (height × width): a quarter of the float32 bytes."""
     pixels = tensors[..., 0] if tensors.shape[-1] == 1 else tensors
     return np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)

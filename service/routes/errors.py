@@ -30,7 +30,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         # werkzeug raises these itself: unknown routes (404), methods (405, with its Allow
-        # header), bodies over MAX_CONTENT_LENGTH (413), malformed forms (400).
+        # header), malformed forms (400).
         if isinstance(exc, RequestRedirect):
             # werkzeug would redirect a path it had to normalise (an encoded slash in a model
             # name, say) with an HTML page; no API path needs normalising, so it is not found.

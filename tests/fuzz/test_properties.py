@@ -34,7 +34,7 @@ _REQUESTS = Flask(__name__)  # only for a request context: the query string pars
 
 def decode_image(data: bytes) -> np.ndarray:
     """An uploaded file → the model's input, float32 [28, 28, 1]."""
-    return _DECODER.decode([(None, data)])[0]
+    return _DECODER.decode([(None, data)], (28, 28))[0]
 
 
 def parse_top_k(raw: str) -> int:
