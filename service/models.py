@@ -25,7 +25,7 @@ from service.decided import Decided
 from service.errors import LoadFailed, ModelNotFound, NotReady
 from service.served import Served
 from service.settings import Settings
-from service.slots import Loading, Slot
+from service.slots import Slot, VersionOpener
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ModelManager:
     def __init__(self, settings: Settings, providers: list[str]):
         self._settings = settings
         self._repository = settings.model_repository
-        self._loading = Loading(settings.model_repository, providers, settings.session_threads, settings.wide_threads,
+        self._opener = VersionOpener(settings.model_repository, providers, settings.session_threads, settings.every_core_threads,
                                 settings.max_batch_size,
                                 settings.max_queue_delay_ms, warm_up_batch=max(settings.max_batch_size, settings.max_batch_images))
         # Replaced, never mutated, so request threads read a consistent dict without the lock.
@@ -77,9 +77,9 @@ class ModelManager:
         """The models this worker knows (label values for metrics)."""
         return frozenset(self._slots)
 
-    def sessions_let_go(self) -> int:
+    def sessions_released(self) -> int:
         """How many sessions this worker has stopped serving so far (the poller returns their memory)."""
-        return sum(slot.let_go for slot in self._slots.values())
+        return sum(slot.sessions_released for slot in self._slots.values())
 
     def versions(self, name: str) -> list[int]:
         try:
@@ -153,8 +153,7 @@ class ModelManager:
             decision = Decision(pinned=version)
             self._decided.record(name, decision)  # only once it is known to work; nothing changes here if it fails
             slot.decision = decision
-            if isinstance(choice, tuple):
-                slot.swap(*choice)
+            slot.take(choice)
             return slot.current
 
     def unload(self, name: str) -> None:
@@ -187,7 +186,7 @@ class ModelManager:
     def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)
         if slot is None:
-            slot = Slot(name, self._decided.read(name), self._loading)
+            slot = Slot(name, self._decided.read(name), self._opener)
             metrics.declare_model(name)
             self._slots = {**self._slots, name: slot}
         return slot

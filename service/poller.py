@@ -44,7 +44,7 @@ class Poller:
 
     def _run(self) -> None:
         next_scan = time.monotonic() + self._reload
-        let_go = released = self._manager.sessions_let_go()
+        let_go = released = self._manager.sessions_released()
         while not self._stop.wait(min(DECISION_TICK, self._reload or DECISION_TICK)):
             # A tick after sessions were let go (requests still on them have finished by then).
             if released != let_go:
@@ -54,7 +54,7 @@ class Poller:
             if scan:
                 next_scan = time.monotonic() + self._reload
             self._bounded(scan)
-            let_go = self._manager.sessions_let_go()
+            let_go = self._manager.sessions_released()
 
     def _bounded(self, scan: bool) -> None:
         """One round (decisions, and a scan if due), waited for at most the scan timeout."""

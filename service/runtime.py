@@ -62,12 +62,12 @@ class ModelRuntime:
     metadata: Metadata
     session: ort.InferenceSession
     provider: str
-    wide: ort.InferenceSession | None = None  # every core, for a run alone in the server (CPU only)
-    lone: cores.LoneRuns | None = None  # which session lone runs use
+    every_core_session: ort.InferenceSession | None = None  # for a run alone in the server (CPU only)
+    alone_runs: cores.LoneRuns | None = None  # which session a run alone in the server uses
 
     @classmethod
     def load(cls, repository: Path, name: str, version: int, providers: list[str], threads: int,
-             expect: Metadata | None = None, max_batch: int = 1, wide_threads: int = 0) -> "ModelRuntime":
+             expect: Metadata | None = None, max_batch: int = 1, every_core_threads: int = 0) -> "ModelRuntime":
         """Verify, open and warm up a version. Runs at start-up, on hot reload and on admin load.
 
         Whatever goes wrong (a missing file, a folder where a file should be, a corrupt graph,
@@ -79,8 +79,8 @@ class ModelRuntime:
             metadata, model = modelrepo.read_verified(repository, name, version)
             session = ort.InferenceSession(model, _options(threads), providers=providers)
             runtime = cls(name, version, metadata, session, session.get_providers()[0])
-            if wide_threads > threads and runtime.provider == "CPUExecutionProvider":
-                runtime._try_wide(ort.InferenceSession(model, _options(wide_threads, spin=False), providers=providers))
+            if every_core_threads > threads and runtime.provider == "CPUExecutionProvider":
+                runtime._try_every_core(ort.InferenceSession(model, _options(every_core_threads, spin=False), providers=providers))
             runtime._check(expect)
             runtime.warm_up(max_batch)
         except InvalidModel:
@@ -130,18 +130,18 @@ class ModelRuntime:
             if out.shape[-1] != len(self.metadata.labels) or not np.isfinite(out).all():
                 raise InvalidModel(f"{self.name}/{self.version}: warm-up produced {out.shape} / non-finite values")
 
-    def _try_wide(self, wide: ort.InferenceSession) -> None:
+    def _try_every_core(self, every_core: ort.InferenceSession) -> None:
         """Add the every-core session, for runs alone in the server when it is the faster one.
 
         Kept, it took single-image traffic at concurrency 1 from 232 to 313 img/s on the 2-core
         EPYC. It never spins: spinning pool threads took the core from the other worker's runs
         and cut concurrency 8 from 447 to 275 img/s. Which session is faster is measured here and
-        then by every lone run (cores.LoneRuns), since the host changes its mind.
+        then by every run alone in the server (cores.LoneRuns), since the host changes its mind.
         """
-        narrow, wide_s = self._best_seconds(1, self.session), self._best_seconds(1, wide)
+        one_thread, every_core_s = self._best_seconds(1, self.session), self._best_seconds(1, every_core)
         log.info("%s/%s: one image %.2f ms on one thread, %.2f ms on every core", self.name, self.version,
-                 narrow * 1000, wide_s * 1000)
-        self.wide, self.lone = wide, cores.LoneRuns([narrow, wide_s])
+                 one_thread * 1000, every_core_s * 1000)
+        self.every_core_session, self.alone_runs = every_core, cores.LoneRuns([one_thread, every_core_s])
 
     def _best_seconds(self, size: int, session: ort.InferenceSession | None = None, repeats: int = 5) -> float:
         """The fastest of a few runs on zeros of `size` images."""
@@ -175,13 +175,13 @@ class ModelRuntime:
         if self.pads_batches:
             batch = pad_to_power_of_two(batch)
         started = time.perf_counter()
-        if self.wide is None:
+        if self.every_core_session is None:
             out = self.session.run(None, {self.inputs[0].name: batch})[0]
         else:
             with cores.running() as alone:
-                which = self.lone.pick() if alone else 0
-                out = (self.wide if which else self.session).run(None, {self.inputs[0].name: batch})[0]
+                which = self.alone_runs.pick() if alone else 0
+                out = (self.every_core_session if which else self.session).run(None, {self.inputs[0].name: batch})[0]
                 if alone:
-                    self.lone.record(which, time.perf_counter() - started, n)
+                    self.alone_runs.record(which, time.perf_counter() - started, n)
         INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return out[:n]

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         return self.intra_op_threads or max(1, _cores() // self.web_concurrency)
 
     @property
-    def wide_threads(self) -> int:
+    def every_core_threads(self) -> int:
         """Threads of the session a run uses when it is alone in the server (0: none; INTRA_OP_THREADS fixes it)."""
         return 0 if self.intra_op_threads else _cores()
 

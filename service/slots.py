@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Loading:
+class VersionOpener:
     """How this worker opens versions (repository, providers, threads) and feeds them (batching)."""
 
     repository: Path
     providers: list[str]
     threads: int
-    wide_threads: int
+    every_core_threads: int
     max_batch_size: int
     max_queue_delay_ms: float
     warm_up_batch: int
@@ -36,22 +36,32 @@ class Loading:
     def open(self, name: str, version: int, expect: Served | None) -> ModelRuntime:
         return ModelRuntime.load(self.repository, name, version, self.providers, self.threads,
                                  expect=expect.metadata if expect else None, max_batch=self.warm_up_batch,
-                                 wide_threads=self.wide_threads)
+                                 every_core_threads=self.every_core_threads)
 
     def serve(self, runtime: ModelRuntime, files: tuple) -> Served:
         wait = runtime.merge_wait(self.max_queue_delay_ms / 1000, probe=min(8, self.max_batch_size)) if self.max_batch_size > 1 else 0.0
         return Served(runtime, Batcher(runtime.run, runtime.name, self.max_batch_size, wait), files)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The version `Slot.choose` settled on: the one served now (`opened` None), or one newly
+    opened, with its files' signature, to swap to."""
+
+    version: int
+    opened: ModelRuntime | None = None
+    files: tuple = ()
+
+
 @dataclass
 class Slot:
     name: str
     decision: Decision
-    loading: Loading
+    opener: VersionOpener
     current: Served | None = None
     failed: dict[int, tuple] = field(default_factory=dict)  # version → its files' signature when it failed
     last_error: str = ""
-    let_go: int = 0  # how many sessions this slot stopped serving (their memory can be returned)
+    sessions_released: int = 0  # how many sessions this slot stopped serving (their memory can be returned)
 
     def follow(self) -> None:
         """Serve what the decision says: nothing, the pinned version, or the newest that loads."""
@@ -59,39 +69,44 @@ class Slot:
             self.drop()
             return
         choice = self.choose(self.decision.pinned)
-        if isinstance(choice, tuple):
-            self.swap(*choice)
+        if choice is not None:
+            self.take(choice)
 
-    def choose(self, pinned: int | None, retry: bool = False) -> Served | tuple[ModelRuntime, tuple] | None:
-        """The best candidate: the served version if it comes first, a newly opened one (with its
-        files' signature), or None when nothing loads. `retry`: an operator asked, so versions that
-        failed before are tried again, and a served version whose files broke is refused."""
+    def choose(self, pinned: int | None, retry: bool = False) -> Choice | None:
+        """The best candidate: the served version if it comes first, a newly opened one, or None
+        when nothing loads. `retry`: an operator asked, so versions that failed before are tried
+        again, and a served version whose files broke is refused."""
         try:
-            versions = list(modelrepo.candidates(self.loading.repository, self.name, pinned))
+            versions = list(modelrepo.candidates(self.opener.repository, self.name, pinned))
         except modelrepo.RepositoryError as exc:
             if str(exc) != self.last_error:  # logged once, not on every poll
                 log.error("not refreshing %s: %s", self.name, exc)
             self.last_error = str(exc)
             return None
         for version in versions:
-            signature = _signature(modelrepo.version_dir(self.loading.repository, self.name, version))
+            signature = _signature(modelrepo.version_dir(self.opener.repository, self.name, version))
             if self.current is not None and self.current.version == version:
-                return self.current if self._intact(signature) or not retry else None
+                return Choice(version) if self._intact(signature) or not retry else None
             if not retry and self.failed.get(version) == signature:
                 continue
             try:
-                return self.loading.open(self.name, version, self.current), signature
+                return Choice(version, self.opener.open(self.name, version, self.current), signature)
             except Exception as exc:
                 self._fail(version, signature, exc)
         return None
 
+    def take(self, choice: Choice) -> None:
+        """Serve what `choose` settled on: a newly opened version replaces the served one."""
+        if choice.opened is not None:
+            self.swap(choice.opened, choice.files)
+
     def swap(self, runtime: ModelRuntime, files: tuple) -> None:
         """Serve runtime from now on; requests holding the old version finish on it."""
-        old, self.current = self.current, self.loading.serve(runtime, files)
+        old, self.current = self.current, self.opener.serve(runtime, files)
         metrics.MODEL_INFO.labels(self.name, str(runtime.version), runtime.provider).set(1)
         metrics.IMAGES.labels(self.name, str(runtime.version))
         if old is not None:
-            self.let_go += 1
+            self.sessions_released += 1
             if old.version != runtime.version:
                 metrics.MODEL_INFO.labels(self.name, str(old.version), old.provider).set(0)
         log.info("serving %s/%s on %s (pid %d)", self.name, runtime.version, runtime.provider, os.getpid())
@@ -100,7 +115,7 @@ class Slot:
         if self.current is not None:
             metrics.MODEL_INFO.labels(self.name, str(self.current.version), self.current.provider).set(0)
             self.current = None
-            self.let_go += 1
+            self.sessions_released += 1
 
     def _intact(self, signature: tuple) -> bool:
         """Whether the served version's files still verify. It keeps serving from memory either
@@ -109,7 +124,7 @@ class Slot:
         if signature == served.files:
             return True
         try:
-            modelrepo.verify(self.loading.repository, self.name, served.version)
+            modelrepo.verify(self.opener.repository, self.name, served.version)
         except modelrepo.RepositoryError as exc:
             self.last_error = f"version {served.version} (served from memory) no longer verifies on disk: {exc}"
             if self.failed.get(served.version) != signature:

@@ -138,17 +138,21 @@ def test_waiting_is_allowed_only_where_merged_runs_are_much_cheaper_per_image(ru
 @pytest.fixture(scope="module")
 def cnn(bundled):
     return ModelRuntime.load(bundled, "fashion-mnist", modelrepo.newest_version(bundled, "fashion-mnist"),
-                             ["CPUExecutionProvider"], threads=1, wide_threads=2)
+                             ["CPUExecutionProvider"], threads=1, every_core_threads=2)
 
 
-def test_a_lone_run_may_use_every_core_and_answers_the_same(cnn, test_split):
-    # Whether the every-core session is kept depends on this host's cores at load time; either
-    # way, runs alone and runs side by side give the same probabilities.
-    images = test_split.images[:4]
-    alone = cnn.run(images)
-    with cores.running():  # another run under way somewhere in the server
+def test_a_run_alone_uses_both_sessions_and_they_answer_the_same(cnn, test_split):
+    # threads=1 and every_core_threads=2 on the CPU: the every-core session is always opened.
+    assert cnn.every_core_session is not None and cnn.alone_runs is not None
+    images, before = test_split.images[:4], cnn.alone_runs.runs
+    # EXPLORE_EVERY runs alone in a row: the faster session, and once the other one.
+    alone = [cnn.run(images) for _ in range(cores.LoneRuns.EXPLORE_EVERY)]
+    assert cnn.alone_runs.runs == before + cores.LoneRuns.EXPLORE_EVERY
+    with cores.running():  # another run under way somewhere in the server: the one-thread session
         crowded = cnn.run(images)
-    np.testing.assert_allclose(alone, crowded, rtol=1e-5, atol=1e-6)
+    assert cnn.alone_runs.runs == before + cores.LoneRuns.EXPLORE_EVERY  # not a run alone: no choice made
+    for answer in alone:
+        np.testing.assert_allclose(answer, crowded, rtol=1e-5, atol=1e-6)
 
 
 def _hold_a_run(ready, release):
