@@ -26,13 +26,14 @@ class Capture:
     label: int | None
     label_source: str | None
     labelled_at: float | None
+    id: int = 0  # the store's row id: names this capture for good (the job hashes the ids it trained on)
 
 
 def _capture(row) -> Capture:
     shape = tuple(int(n) for n in row.shape.split(",") if n)
     return Capture(row.request_id, row.image_index, row.captured_at, row.api, row.model, row.version,
                    np.frombuffer(row.input, np.dtype(row.dtype)).reshape(shape), row.predicted,
-                   np.frombuffer(row.probabilities, np.float32), row.label, row.label_source, row.labelled_at)
+                   np.frombuffer(row.probabilities, np.float32), row.label, row.label_source, row.labelled_at, row.id)
 
 
 def find(engine: Engine, request_id: str, index: int, not_before: float) -> Capture | None:

@@ -7,10 +7,22 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from training.config import MIN_ACCURACY, NONE, QUANT_SCHEME, QUANT_SCHEMES, RETRAIN, SERVED, SIGNIFICANCE, TrainConfig
+from training.config import (
+    MIN_ACCURACY,
+    NONE,
+    PRODUCTION_SHARE,
+    QUANT_SCHEME,
+    QUANT_SCHEMES,
+    RETRAIN,
+    RETRAIN_PRODUCTION,
+    SERVED,
+    SIGNIFICANCE,
+    TrainConfig,
+)
 from training.data import DatasetError
 
-# Only the standard library, training.config and training.data (numpy) are imported here:
+# Only the standard library, training.config and training.data (numpy) are imported here
+# (training.production's constants come in with retrain's options, numpy only):
 # `--help`, `evaluate` and `quantize` never load TensorFlow, and the commands that train load
 # it only after the dataset check, inside their function.
 
@@ -35,23 +47,44 @@ def _weights(text: str) -> str:
     return text
 
 
-def _add_train_options(parser: argparse.ArgumentParser, d: TrainConfig = TrainConfig()) -> None:
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
-    parser.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak AdamW rate, cosine-decayed (default %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default %(default)s")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
-                        help="±2 px shifts and horizontal flips (default on)")
-    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
+
+
+def _add_train_options(parser: argparse.ArgumentParser, d: TrainConfig = TrainConfig(), alt: TrainConfig | None = None) -> None:
+    """The hyperparameters; with `alt` (retrain), an option left out takes alt's value when the
+    job learns from production images, d's otherwise."""
+    def default(name: str) -> dict:
+        if alt is None:
+            return {"default": getattr(d, name)}
+        ours, theirs = getattr(d, name), getattr(alt, name)
+        return {"default": None, "help_default": f"{ours}" + (f"; {theirs} with production images" if theirs != ours else "")}
+
+    def add(flag: str, help_text: str, **kwargs) -> None:
+        name = flag[2:].replace("-", "_")
+        values = default(name)
+        shown = values.pop("help_default", "%(default)s")
+        parser.add_argument(flag, **kwargs, **values, help=f"{help_text} (default {shown})")
+
+    add("--epochs", "maximum epochs", type=int)
+    add("--batch-size", "images per step", type=int)
+    add("--learning-rate", "peak AdamW rate, cosine-decayed", type=float)
+    add("--weight-decay", "AdamW's", type=float)
+    add("--label-smoothing", "of the one-hot targets", type=float)
+    add("--augment", "±2 px shifts and horizontal flips", action=argparse.BooleanOptionalAction)
+    add("--patience", "early-stopping patience in epochs", type=int)
+    add("--seed", "of shuffles, augmentation and initial weights", type=int)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (tests)")
-    parser.add_argument("--ema-momentum", type=float, default=d.ema_momentum,
-                        help="keep an exponential moving average of the weights and export it (e.g. 0.999; 0 = off; default %(default)s)")
+    add("--ema-momentum", "keep an exponential moving average of the weights and export it (e.g. 0.999; 0 = off)", type=float)
+    add("--production-share", "share of every batch taken by production images (oversampled)", type=_share)
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+def _config(args: argparse.Namespace, base: TrainConfig = TrainConfig()) -> TrainConfig:
+    values = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    values = {name: getattr(base, name) if value is None else value for name, value in values.items()}
     return TrainConfig(**values | {"init_from": None if args.init_from in (None, NONE) else args.init_from})
 
 
@@ -108,8 +141,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from training.retrain import Job, retrain  # noqa: PLC0415
 
-    return retrain(Job(args.repository, args.model_name, _config(args), args.min_accuracy, args.significance,
-                       args.keep, args.pin, args.report))
+    config = _config(args, RETRAIN_PRODUCTION if args.store else RETRAIN)
+    return retrain(Job(args.repository, args.model_name, config, args.min_accuracy, args.significance,
+                       args.keep, args.pin, args.report, args.store or None, tuple(args.label_sources),
+                       args.min_new_labels, args.holdout_fraction, args.min_holdout, args.drift_tolerance))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--init-from", type=_weights, default=None, metavar="WEIGHTS",
                    help="start from these weights instead of random ones: a run's model.keras or best.keras, or a published model.onnx")
+    p.add_argument("--production", default=None, metavar="NPZ",
+                   help="labelled production images to learn from as well: a version's report/production.npz "
+                        "(its training part; the holdout is never trained on)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/latest"), help="where the run is saved")
     p.set_defaults(func=cmd_train)
 
@@ -144,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("retrain", help="train, export, evaluate, gate and publish (the retraining job)",
-                       description="Exit codes: 0 promoted, 2 dataset missing or unreadable, 3 rejected, 4 failed.")
-    _add_train_options(p, RETRAIN)
+                       description="Exit codes: 0 promoted, 2 dataset missing or unreadable, 3 rejected, 4 failed, "
+                                   "5 nothing to do (too few new labelled images, or too few for a holdout), "
+                                   "6 capture store unreachable.")
+    _add_train_options(p, RETRAIN, RETRAIN_PRODUCTION)
     p.add_argument("--init-from", default=RETRAIN.init_from, metavar="WEIGHTS",
                    help=f"'{SERVED}' (default: the version the service serves), a .keras or model.onnx path, or '{NONE}'")
     _add_repository_options(p)
@@ -159,8 +199,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the servers' pinned version (default: $MODEL_VERSION; an operator's decision in the repository wins)")
     p.add_argument("--keep", type=_positive_int, default=None, help="after promotion, keep only the newest N versions (N ≥ 1)")
     p.add_argument("--report", type=Path, default=None, help="JSON report path (default <repository>/<model>/.reports/)")
+    _add_production_options(p)
     p.set_defaults(func=cmd_retrain)
     return parser
+
+
+def _add_production_options(parser: argparse.ArgumentParser) -> None:
+    from training import production as prod  # noqa: PLC0415  (numpy only)
+    from training.gate import DRIFT_TOLERANCE  # noqa: PLC0415  (numpy only)
+
+    parser.add_argument("--store", default=os.environ.get("CAPTURE_URL") or None, metavar="URL",
+                        help="the capture store to learn from, the service's (default: $CAPTURE_URL; "
+                             "without one, Fashion-MNIST alone)")
+    parser.add_argument("--label-sources", nargs="+", choices=("token", "public"), default=list(prod.DEFAULT_SOURCES),
+                        help="whose labels to learn from (default: token only; public labels may be poisoned)")
+    parser.add_argument("--min-new-labels", type=int, default=prod.MIN_NEW_LABELS,
+                        help="exit 5 (nothing to do) when fewer images were labelled since the served version was trained "
+                             "(default %(default)s)")
+    parser.add_argument("--holdout-fraction", type=_share, default=prod.HOLDOUT_FRACTION,
+                        help="newest share of the labelled images held out for the gate (default %(default)s)")
+    parser.add_argument("--min-holdout", type=_positive_int, default=prod.MIN_HOLDOUT,
+                        help="at least this many held out; fewer labelled images is nothing to do (default %(default)s)")
+    parser.add_argument("--drift-tolerance", type=float, default=DRIFT_TOLERANCE,
+                        help="production has drifted when the served model's holdout accuracy is significantly below its "
+                             "clean accuracy minus this (default %(default)s)")
 
 
 def _add_repository_options(parser: argparse.ArgumentParser) -> None:

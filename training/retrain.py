@@ -1,8 +1,16 @@
 """The retraining job: train a candidate from the served weights, export and evaluate it, and
 promote it only if the gate (training/gate.py) finds it no worse than what it would replace.
 
+Given a capture store (`--store`, default $CAPTURE_URL), it first counts the images labelled
+since the served version was trained; below `--min-new-labels` it stops there, in about a
+second and without importing TensorFlow. Otherwise it reads them (training/production.py):
+the newest part is the production holdout the gate tests on, the rest join the training
+images, and an .npz copy of exactly those images and labels goes into the new version's
+report/ folder, so that its Reproduce commands need no database.
+
 Exit codes: 0 promoted (a failed prune afterwards is only a warning), 2 dataset missing or
-unreadable, 3 rejected, 4 failed. Every run leaves a JSON report, whatever happened.
+unreadable, 3 rejected, 4 failed, 5 nothing to do (too few new labels, or too few for a
+holdout), 6 capture store unreachable. Every run leaves a JSON report, whatever happened.
 """
 from __future__ import annotations
 
@@ -14,9 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import modelrepo
+from training import production as prod
 from training.config import MIN_ACCURACY, SERVED, SIGNIFICANCE, TrainConfig, command_line
 from training.data import DatasetError, load_data
-from training.gate import decide
+from training.gate import DRIFT_TOLERANCE, Holdout, decide
 from training.publish import prepare, publish
 from training.runs import parent_commands
 from training.scoreboard import Scoreboard, pinned_version
@@ -25,6 +34,8 @@ EXIT_PROMOTED = 0
 EXIT_DATASET = 2
 EXIT_REJECTED = 3
 EXIT_FAILED = 4
+EXIT_NOTHING_TO_DO = 5
+EXIT_STORE = 6
 RUN_DIR = Path("runs/retrain")  # where the card's "Reproduce" commands put the run
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,12 @@ class Job:
     keep: int | None = None
     pin: int | None = None  # MODEL_VERSION of the servers (an operator's decision in the repository wins)
     report: Path | None = None
+    store: str | None = None  # the capture store's URL; None: Fashion-MNIST alone, as before
+    sources: tuple[str, ...] = prod.DEFAULT_SOURCES
+    min_new_labels: int = prod.MIN_NEW_LABELS
+    holdout_fraction: float = prod.HOLDOUT_FRACTION
+    min_holdout: int = prod.MIN_HOLDOUT
+    drift_tolerance: float = DRIFT_TOLERANCE
 
 
 def retrain(job: Job) -> int:
@@ -52,6 +69,12 @@ def retrain(job: Job) -> int:
     except DatasetError as exc:
         outcome.update(status="dataset missing", error=str(exc))
         code = EXIT_DATASET
+    except prod.NothingToDo as exc:
+        outcome.update(status="nothing to do", reason=str(exc))
+        code = EXIT_NOTHING_TO_DO
+    except prod.StoreUnavailable as exc:
+        outcome.update(status="store unavailable", error=str(exc))
+        code = EXIT_STORE
     except Exception as exc:  # the job must always leave a report, whatever broke
         log.exception("retraining failed")
         outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -65,17 +88,24 @@ def retrain(job: Job) -> int:
 
 
 def _run(job: Job, outcome: dict) -> int:
+    production = _production(job, outcome) if job.store else None  # before TensorFlow: maybe nothing to do
     data = load_data()
     from training.train import summary, train  # noqa: PLC0415  (TensorFlow, once the dataset is there)
 
     board = Scoreboard(job.repository, job.name, data.test)
     config = _initial_weights(job, board, outcome)
-    result = train(data, config)
-    run = summary(result) | {"commands": [*parent_commands(config.init_from), command_line(config, RUN_DIR),
-                                          f"python -m training export {RUN_DIR} --repository {job.repository}"]}
+    result = train(data, config, production=production.train if production else None)
+    run = summary(result) | {"commands": _commands(job, config, None)}
     with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
+        holdout = None
+        if production is not None:
+            prod.save(production, Path(staging) / modelrepo.REPORT_DIR / prod.COPY_NAME)
+            run["production"] = production.describe(copy=f"{modelrepo.REPORT_DIR}/{prod.COPY_NAME} (in this version's folder)")
+            holdout = _HoldoutScores(production.holdout, job)
         candidate = prepare(result.model, run, data, job.name, Path(staging))
         correct = board.correct_file(Path(staging) / modelrepo.MODEL_FILE)
+        if holdout is not None:
+            holdout.candidate = holdout.correct_file(Path(staging) / modelrepo.MODEL_FILE)
         outcome["candidate_accuracy"] = candidate.accuracy
         # Evaluate the references before taking the lock; under it, only a version that
         # appeared or a pin that changed meanwhile costs an evaluation.
@@ -88,13 +118,20 @@ def _run(job: Job, outcome: dict) -> int:
             references = {role: (v, board.correct(v)) for role, v in (("current", current), ("champion", champion)) if v is not None}
             if champion == current:
                 references.pop("champion", None)  # one model, one test
-            verdict = decide(correct, references, job.min_accuracy, job.significance)
+            held = None
+            if holdout is not None and current is not None:
+                held = Holdout(holdout.candidate, holdout.correct(current), job.drift_tolerance)
+            verdict = decide(correct, references, job.min_accuracy, job.significance, held)
             outcome.update(pinned=pinned, current_version=current, current_accuracy=board.accuracy(current),
                            champion_version=champion, champion_accuracy=board.accuracy(champion),
                            not_servable={str(v): why for v, why in board.skipped.items()},
                            decision="promote" if verdict.promote else "reject", reason=verdict.reason, gate=verdict.as_dict())
             # MODEL_VERSION too when a decision overrides it: clearing the decision brings it back.
             outcome["protect"] = sorted({current, champion, pinned, job.pin} - {None})
+            if verdict.promote:
+                # Under the lock publish allocates under: the version is the next number.
+                _describe_gate(job, candidate, config, verdict, (modelrepo.newest_version(job.repository, job.name) or 0) + 1,
+                               production is not None)
             return verdict.promote
 
         try:
@@ -106,6 +143,66 @@ def _run(job: Job, outcome: dict) -> int:
     if job.keep is not None:
         _prune(job, {version, *outcome["protect"]}, outcome)
     return EXIT_PROMOTED
+
+
+class _HoldoutScores:
+    """Which production holdout images each model gets right, computed once per version."""
+
+    def __init__(self, split, job: Job):
+        self.split, self.job = split, job
+        self.candidate = None
+        self._versions: dict[int, object] = {}
+
+    def correct_file(self, path: Path):
+        from training.evaluate import predict_onnx  # noqa: PLC0415
+
+        return predict_onnx(path, self.split.images).argmax(1) == self.split.labels
+
+    def correct(self, version: int):
+        if version not in self._versions:
+            self._versions[version] = self.correct_file(modelrepo.version_dir(self.job.repository, self.job.name, version) / modelrepo.MODEL_FILE)
+        return self._versions[version]
+
+
+def _production(job: Job, outcome: dict) -> prod.Production:
+    """The labelled production images, or NothingToDo when too few are new (no TensorFlow here)."""
+    served = modelrepo.served_version(job.repository, job.name, pinned_version(job.repository, job.name, job.pin))
+    since = 0.0
+    if served is not None:
+        # Labels the served version learned from are not new; without production data, the ones
+        # given before it was created are (it never saw them).
+        used = served[1].training.get("production") or {}
+        since = float(used.get("labelled_until", served[1].created.timestamp()))
+    new = prod.new_labels(job.store, job.name, since, job.sources)
+    outcome["production"] = {"sources": list(job.sources), "served_version": served and served[0],
+                             "new_labels_since": datetime.fromtimestamp(since, timezone.utc).isoformat(), "new_labels": new}
+    if new < job.min_new_labels:
+        raise prod.NothingToDo(f"{new} images of {job.name} labelled ({'/'.join(job.sources)}) since "
+                               f"{outcome['production']['new_labels_since']}, fewer than --min-new-labels {job.min_new_labels}")
+    production = prod.read(job.store, job.name, job.sources, job.holdout_fraction, job.min_holdout)
+    outcome["production"].update(production.describe(copy=""))
+    return production
+
+
+def _commands(job: Job, config: TrainConfig, copy: Path | None) -> list[str]:
+    """The card's Reproduce commands; with production data, the train command reads the version's copy."""
+    config = replace(config, production=str(copy)) if copy else config
+    return [*parent_commands(config.init_from), command_line(config, RUN_DIR),
+            f"python -m training export {RUN_DIR} --repository {job.repository}"]
+
+
+def _describe_gate(job: Job, candidate, config: TrainConfig, verdict, version: int, with_production: bool) -> None:
+    """Both comparisons and the final Reproduce commands into the card (metadata and README)."""
+    from training.report import model_card  # noqa: PLC0415
+
+    training = candidate.metadata.training
+    training["gate"] = verdict.as_dict()
+    if with_production:
+        copy = modelrepo.version_dir(job.repository, job.name, version) / modelrepo.REPORT_DIR / prod.COPY_NAME
+        training["commands"] = _commands(job, config, copy)
+        training["production"]["copy"] = str(copy)
+    card = candidate.staging / modelrepo.REPORT_DIR / "README.md"
+    card.write_text(model_card(candidate.metadata, curves=(card.parent / "training_curves.png").exists()))
 
 
 def _initial_weights(job: Job, board: Scoreboard, outcome: dict) -> TrainConfig:

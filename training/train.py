@@ -6,6 +6,14 @@ cosine learning-rate decay, light label smoothing, and keeping the weights of th
 validation epoch. A second, shorter cosine cycle started from the first run's weights
 (`--init-from`, a warm restart) with an exponential moving average of the weights
 (`--ema-momentum`) goes further than one long cycle fits in the same hours on two cores.
+
+With labelled production images (`--production`), every batch holds a fixed share of them
+(`--production-share`, 8 of 32 by default) and replays Fashion-MNIST in the rest: they are
+oversampled, not weighted. A few hundred or thousand production images among 55,000 would
+otherwise appear in one batch out of twenty; a loss weight of 20 on those rare batches makes
+the gradient spiky and the step size depend on chance, while a fixed share gives every step the
+same mix, and the same learning rate means the same thing throughout. The epoch keeps its
+length (len(train) / batch_size steps), so the schedule costs what it costs without them.
 """
 from __future__ import annotations
 
@@ -18,10 +26,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.config import TrainConfig
-from training.data import Dataset
+from training.config import PRODUCTION_SHARE, TrainConfig
+from training.data import Dataset, Split
 from training.export import PARITY_IMAGES
 from training.model import NUM_CLASSES, build_model
+from training.production import load as load_production
 from training.warmstart import load_initial_weights
 
 
@@ -57,12 +66,37 @@ def _pipeline(images: np.ndarray, labels: np.ndarray, config: TrainConfig, train
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None) -> TrainResult:
-    """Train a fresh model on data.train, choosing the epoch by data.validation."""
+def _mixed_pipeline(replay: Split, production: Split, config: TrainConfig) -> tuple[tf.data.Dataset, int]:
+    """Batches of (1 − share) replayed and `share` production images, both streams reshuffled
+    and repeated; returns the dataset and the steps of one epoch."""
+    own = min(config.batch_size - 1, max(1, round(config.batch_size * (config.production_share or PRODUCTION_SHARE))))
+
+    def stream(split: Split, batch: int, seed: int) -> tf.data.Dataset:
+        one_hot = keras.utils.to_categorical(split.labels, NUM_CLASSES).astype("float32")
+        ds = tf.data.Dataset.from_tensor_slices((split.images, one_hot))
+        return ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch)
+
+    ds = tf.data.Dataset.zip(stream(replay, config.batch_size - own, config.seed), stream(production, own, config.seed + 7))
+    ds = ds.map(lambda r, p: (tf.concat([r[0], p[0]], 0), tf.concat([r[1], p[1]], 0)))
+    if config.augment:
+        augment = _augmenter(config.seed)
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE), int(np.ceil(len(replay) / config.batch_size))
+
+
+def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None, production: Split | None = None) -> TrainResult:
+    """Train on data.train (and production's images, when given or named by config.production),
+    choosing the epoch by data.validation."""
     keras.utils.set_random_seed(config.seed)
     train_split = data.train.head(config.limit)
     val_split = data.validation.head(None if config.limit is None else max(config.limit // 4, 64))
+    if production is None and config.production:
+        production = load_production(Path(config.production)).train  # never its holdout
 
+    if production is not None and len(production):
+        training_data, steps_per_epoch = _mixed_pipeline(train_split, production, config)
+    else:
+        training_data, steps_per_epoch = _pipeline(train_split.images, train_split.labels, config, training=True), None
     steps = config.epochs * int(np.ceil(len(train_split) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
     model = build_model()
@@ -101,7 +135,8 @@ def train(data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
 
     started = time.monotonic()
     fit = model.fit(
-        _pipeline(train_split.images, train_split.labels, config, training=True),
+        training_data,
+        steps_per_epoch=steps_per_epoch,
         validation_data=_pipeline(val_split.images, val_split.labels, config, training=False),
         epochs=config.epochs,
         shuffle=False,  # the tf.data pipeline shuffles already
