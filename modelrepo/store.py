@@ -7,16 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from modelrepo.paths import (
-    METADATA_FILE,
-    MODEL_FILE,
-    RepositoryError,
-    inside,
-    parse_version,
-    report_file,
-    valid_name,
-    version_dir,
-)
+from modelrepo.paths import METADATA_FILE, MODEL_FILE, RepositoryError, inside, parse_version, report_file, valid_name, version_dir
 from modelrepo.reading import MAX_METADATA_BYTES, MAX_MODEL_BYTES, MAX_REPORT_BYTES, open_regular, read_regular
 from modelrepo.schema import Metadata
 

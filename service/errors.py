@@ -13,55 +13,51 @@ class ServingError(Exception):
     status = 500
     retry_after: int | None = None  # seconds, sent as Retry-After when set
 
+    def __init_subclass__(cls, status: int | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:  # a subclass of a subclass keeps its parent's
+            cls.status = status
 
-class BadRequest(ServingError):
-    status = 400
+
+class BadRequest(ServingError, status=400):
+    """The request is malformed, or names a value outside what is documented."""
 
 
-class LoadFailed(ServingError):
+class LoadFailed(ServingError, status=400):
     """An operator asked to load a version that cannot be served; nothing changed."""
 
-    status = 400
+
+class Unauthorized(ServingError, status=401):
+    """An admin or feedback call without the right token."""
 
 
-class Unauthorized(ServingError):
-    status = 401
+class Forbidden(ServingError, status=403):
+    """An API switched off in this deployment (no ADMIN_TOKEN, no FEEDBACK_TOKEN)."""
 
 
-class Forbidden(ServingError):
-    status = 403
+class ModelNotFound(ServingError, status=404):
+    """No model, or no version of it, by that name."""
 
 
-class ModelNotFound(ServingError):
-    status = 404
-
-
-class NotFound(ServingError):
+class NotFound(ServingError, status=404):
     """An address that names nothing we keep (a feedback id unknown or past the retention)."""
 
-    status = 404
 
-
-class Conflict(ServingError):
+class Conflict(ServingError, status=409):
     """The request cannot be carried out in this deployment as it stands (a read-only repository)."""
 
-    status = 409
+
+class PayloadTooLarge(ServingError, status=413):
+    """Over a limit on what a request may hold: images, pixels, decoding CPU or memory."""
 
 
-class PayloadTooLarge(ServingError):
-    status = 413
+class UnsupportedMediaType(ServingError, status=415):
+    """A content type the endpoint does not read."""
 
 
-class UnsupportedMediaType(ServingError):
-    status = 415
-
-
-class TooManyRequests(ServingError):
+class TooManyRequests(ServingError, status=429):
     """A client passed its rate limit (public feedback); it may try again later."""
 
-    status = 429
 
-
-class NotReady(ServingError):
-    status = 503
-
+class NotReady(ServingError, status=503):
+    """The model is not loaded (yet), or every decoder is busy: try again."""
