@@ -48,13 +48,13 @@ def test_the_api_needs_a_token(tiny_repo, tmp_path):
 
 
 def _readme_admin_commands() -> list[str]:
-    """The README's rollback commands, exactly as a reader would paste them."""
-    commands = [line.strip() for line in (ROOT / "README.md").read_text().splitlines() if line.strip().startswith("curl -X POST")]
+    """The rollback commands of docs/operations.md, exactly as a reader would paste them."""
+    commands = [line.strip() for line in (ROOT / "docs/operations.md").read_text().splitlines() if line.strip().startswith("curl -X POST")]
     assert len(commands) >= 2 and all("/v2/repository/models/fashion-mnist/" in c for c in commands), commands
     return commands
 
 
-def test_the_readme_rollback_commands_work_verbatim(admin_server, wait_for_version):
+def test_the_documented_rollback_commands_work_verbatim(admin_server, wait_for_version):
     pin, follow = _readme_admin_commands()[:2]
     address = admin_server.url.removeprefix("http://")
 
