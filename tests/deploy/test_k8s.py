@@ -337,7 +337,6 @@ def test_retrain_cronjob_writes_the_repository_the_servers_read():
 
 def test_retrain_cronjob_runs_the_scheduled_recipe_against_the_served_version():
     from training.__main__ import build_parser
-    from training.config import RETRAIN
 
     docs = render("base")
     trainer = find(docs, "CronJob", "fashion-retrain")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
@@ -345,12 +344,17 @@ def test_retrain_cronjob_runs_the_scheduled_recipe_against_the_served_version():
     # warm-started from the served version (the `retrain` defaults, spelled out).
     parsed = build_parser().parse_args(trainer["args"])
     assert parsed.init_from == "served" and "--init-from" in trainer["args"]
-    for option in ("epochs", "learning_rate", "ema_momentum", "patience"):
-        assert getattr(parsed, option) == getattr(RETRAIN, option), option
-    # A rollback pin on the servers must reach the job too.
+    # The hyperparameters are the job's own defaults (RETRAIN_PRODUCTION with a store): none spelled out.
+    for option in ("epochs", "learning_rate", "ema_momentum", "patience", "production_share"):
+        assert getattr(parsed, option) is None, option
+    assert parsed.min_new_labels >= 1
+    assert find(docs, "CronJob", "fashion-retrain")["spec"]["schedule"] == "0 3 * * *"  # daily: most days, nothing to do
+    # A rollback pin on the servers must reach the job too, and the store they write.
     server = container(find(docs, "Deployment", "fashion-serving"))
     assert "MODEL_VERSION" in env_of(trainer)
     assert env_of(trainer)["MODEL_VERSION"] == env_of(server)["MODEL_VERSION"]
+    entries = [{e["name"]: e for e in c["env"]}["CAPTURE_URL"] for c in (trainer, server)]
+    assert entries[0] == entries[1] and entries[0]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 def test_gpu_overlay_patches_only_the_device():

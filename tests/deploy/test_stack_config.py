@@ -163,15 +163,20 @@ def test_models_volume_is_shared_by_api_and_trainer():
 
 def test_trainer_runs_the_scheduled_recipe_against_the_served_version():
     from training.__main__ import build_parser
-    from training.config import RETRAIN
 
-    trainer = compose_config("base+retrain")["services"]["trainer"]
+    services = compose_config("base+retrain")["services"]
+    trainer = services["trainer"]
     parsed = build_parser().parse_args(trainer["command"])
     assert parsed.init_from == "served" and "--init-from" in trainer["command"]
-    for option in ("epochs", "learning_rate", "ema_momentum", "patience"):
-        assert getattr(parsed, option) == getattr(RETRAIN, option), option
-    # Passed through like the api's, so a rollback pin reaches the job.
+    # The hyperparameters are the job's own defaults (RETRAIN_PRODUCTION with a store): none spelled out.
+    for option in ("epochs", "learning_rate", "ema_momentum", "patience", "production_share"):
+        assert getattr(parsed, option) is None, option
+    assert parsed.min_new_labels >= 1
+    # Passed through like the api's, so a rollback pin reaches the job; and the api's store, to learn from.
     assert "MODEL_VERSION" in trainer.get("environment", {})
+    assert trainer["environment"]["CAPTURE_URL"] == services["api"]["environment"]["CAPTURE_URL"]
+    # Daily: the entrypoint's shell loop runs `python -m training` with the command as its arguments.
+    assert trainer["entrypoint"][:2] == ["/bin/sh", "-c"] and "python -m training" in trainer["entrypoint"][2]
 
 
 def test_restart_policies_limits_and_pinned_images():
