@@ -95,17 +95,17 @@ def _run(job: Job, outcome: dict) -> int:
     board = Scoreboard(job.repository, job.name, data.test)
     config = _initial_weights(job, board, outcome)
     result = train(data, config, production=production.train if production else None)
+    outcome["training_seconds"] = round(result.seconds, 1)  # the schedule's budget is 30 minutes on 2 cores
     run = summary(result) | {"commands": _commands(job, config, None)}
     with tempfile.TemporaryDirectory(prefix="candidate-") as staging:
         holdout = None
         if production is not None:
             prod.save(production, Path(staging) / modelrepo.REPORT_DIR / prod.COPY_NAME)
             run["production"] = production.describe(copy=f"{modelrepo.REPORT_DIR}/{prod.COPY_NAME} (in this version's folder)")
-            holdout = _HoldoutScores(production.holdout, job)
+            holdout = Scoreboard(job.repository, job.name, production.holdout)  # the same scores, on the holdout
         candidate = prepare(result.model, run, data, job.name, Path(staging))
         correct = board.correct_file(Path(staging) / modelrepo.MODEL_FILE)
-        if holdout is not None:
-            holdout.candidate = holdout.correct_file(Path(staging) / modelrepo.MODEL_FILE)
+        held_candidate = None if holdout is None else holdout.correct_file(Path(staging) / modelrepo.MODEL_FILE)
         outcome["candidate_accuracy"] = candidate.accuracy
         # Evaluate the references before taking the lock; under it, only a version that
         # appeared or a pin that changed meanwhile costs an evaluation.
@@ -120,7 +120,7 @@ def _run(job: Job, outcome: dict) -> int:
                 references.pop("champion", None)  # one model, one test
             held = None
             if holdout is not None and current is not None:
-                held = Holdout(holdout.candidate, holdout.correct(current), job.drift_tolerance)
+                held = Holdout(held_candidate, holdout.correct(current), job.drift_tolerance)
             verdict = decide(correct, references, job.min_accuracy, job.significance, held)
             outcome.update(pinned=pinned, current_version=current, current_accuracy=board.accuracy(current),
                            champion_version=champion, champion_accuracy=board.accuracy(champion),
@@ -143,25 +143,6 @@ def _run(job: Job, outcome: dict) -> int:
     if job.keep is not None:
         _prune(job, {version, *outcome["protect"]}, outcome)
     return EXIT_PROMOTED
-
-
-class _HoldoutScores:
-    """Which production holdout images each model gets right, computed once per version."""
-
-    def __init__(self, split, job: Job):
-        self.split, self.job = split, job
-        self.candidate = None
-        self._versions: dict[int, object] = {}
-
-    def correct_file(self, path: Path):
-        from training.evaluate import predict_onnx  # noqa: PLC0415
-
-        return predict_onnx(path, self.split.images).argmax(1) == self.split.labels
-
-    def correct(self, version: int):
-        if version not in self._versions:
-            self._versions[version] = self.correct_file(modelrepo.version_dir(self.job.repository, self.job.name, version) / modelrepo.MODEL_FILE)
-        return self._versions[version]
 
 
 def _production(job: Job, outcome: dict) -> prod.Production:

@@ -4,6 +4,7 @@ store has its own exit code, labels it must not learn from are not counted, and 
 with production images can be reproduced from the copy it keeps, without the database."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -19,6 +20,10 @@ from training import production as prod
 
 NAME = "fashion-mnist"
 EXIT_NOTHING_TO_DO, EXIT_STORE = 5, 6
+# The shipped weights at learning rate 0 (tests/integration/test_retrain.py): a candidate that
+# predicts exactly as the served version, in a few steps.
+KNOWN_GOOD = ["--epochs", "1", "--limit", "256", "--batch-size", "64", "--learning-rate", "0",
+              "--init-from", str(ROOT / "models" / NAME / "1" / "model.onnx")]
 
 # Runs the CLI in a fresh interpreter and prints whether TensorFlow was imported on the way.
 PROBE = ("import sys; from training.__main__ import main; code = main(sys.argv[1:]); "
@@ -118,3 +123,40 @@ def test_the_split_is_by_capture_time_and_the_copy_reads_back_exactly(tmp_path, 
     back = prod.load(tmp_path / "p.npz")
     assert np.array_equal(back.images, data.images) and np.array_equal(back.ids, data.ids)
     assert back.holdout_size == 100 and prod.ids_hash(back.ids) == data.describe("x")["ids_sha256"]
+
+
+@pytest.mark.slow  # trains with TensorFlow, twice
+def test_a_version_trained_on_production_images_is_reproducible_from_its_copy_alone(bundled_repo, tmp_path, train_images):
+    images, labels = train_images
+    database = tmp_path / "captures.db"
+    fill(f"sqlite:///{database}", images[:300], labels[:300])
+    result, report = retrain(bundled_repo, f"sqlite:///{database}", "--min-new-labels", "100", "--min-holdout", "60", *KNOWN_GOOD)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "TENSORFLOW_IMPORTED" in result.stdout and report["status"] == "promoted" and report["version"] == 2
+    # Both comparisons in the JSON report: the clean test and the production holdout (not drifted:
+    # training images, which the served model knows; the same predictions are not worse there).
+    production = report["gate"]["production"]
+    assert production["drift"]["holdout_images"] == 60 and not production["drift"]["drifted"] and production["passed"]
+    assert report["gate"]["comparisons"][0]["reference"] == "current"
+
+    folder = modelrepo.version_dir(bundled_repo, NAME, 2)
+    card = modelrepo.read_metadata(folder).training
+    copy = folder / "report" / prod.COPY_NAME
+    assert card["production"]["images"] == 300 and card["production"]["holdout_images"] == 60
+    assert card["production"]["copy"] == str(copy) and copy.is_file()
+    kept = prod.load(copy)
+    assert prod.ids_hash(kept.ids) == card["production"]["ids_sha256"] and np.array_equal(kept.labels, labels[:300])
+    readme = (folder / "report" / "README.md").read_text()
+    assert "## Production data" in readme and "production holdout, current v1" in readme and card["production"]["ids_sha256"] in readme
+
+    # Reproduce from the copy alone: no database anywhere.
+    database.unlink()
+    (train_command,) = [c for c in card["commands"] if c.startswith("python -m training train") and "--production" in c]
+    assert f"--production {copy}" in train_command
+    env = {k: v for k, v in os.environ.items() if k != "CAPTURE_URL"} | {"PYTHONPATH": str(ROOT)}
+    words = shlex.split(train_command)
+    assert words[:3] == ["python", "-m", "training"]
+    again = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    run = json.loads((tmp_path / "runs" / "retrain" / "run.json").read_text())
+    assert run["config"]["production"] == str(copy) and run["config"]["production_share"] == 0.25
