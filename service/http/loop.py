@@ -8,13 +8,13 @@ What a client can make the loop hold is bounded:
   waiting; reading stops meanwhile, and the kernel's TCP window pushes back on the client;
 - per worker: BUFFER_BUDGET bytes of requests, incomplete or waiting to be answered; past it,
   connections with a request under way are not read until it frees or their deadline passes;
-- connections: past worker_connections, the longest-idle one is closed for the new one;
+- connections: past worker_connections, the longest-idle one is closed for the new one
+  (service/http/accept.py);
 - time: REQUEST_READ_TIMEOUT for a request to arrive (408) and for a client to read anything
   of its answer (closed), keep-alive for an idle connection, LINGER_SECONDS for a closing one.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import selectors
@@ -28,8 +28,9 @@ from typing import NamedTuple
 
 from service import metrics
 from service.http import wsgi
+from service.http.accept import LISTENER, Acceptor
 from service.http.connection import Connection
-from service.http.parser import Limits, Refusal, Request, RequestReader
+from service.http.parser import Limits, Refusal, Request
 from service.http.threads import RequestThreads, is_health
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,8 @@ PIPELINE_DEPTH = 16
 # Closing with unread request bytes makes the kernel reset the connection, and the client may
 # lose our answer; so the write side closes first and the rest is read and dropped, this long.
 LINGER_SECONDS, LINGER_BYTES = 2.0, 16 * 1024 * 1024
-ACCEPT_BURST = 64
 _RECV = 256 * 1024
-_LISTENER, _WAKE = object(), object()
+_WAKE = object()
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -52,22 +52,20 @@ class Timeouts(NamedTuple):
 class EventLoop:
     def __init__(self, listeners: list, wake_fd: int, limits: Limits, timeouts: Timeouts, max_connections: int,
                  tls: ssl.SSLContext | None, threads: int, answer: Callable[[Connection, Request], tuple[bytes, bool]]):
-        self.listeners, self._wake_fd, self.limits, self.timeouts = listeners, wake_fd, limits, timeouts
-        self.max_connections, self.tls, self._answer = max_connections, tls, answer
+        self._wake_fd, self.limits, self.timeouts, self._answer = wake_fd, limits, timeouts, answer
         self.conns: dict[int, Connection] = {}
         self.selector = selectors.DefaultSelector()
+        self.door = Acceptor(listeners, self.selector, self.conns, self.close, tls, limits, timeouts.read, max_connections)
         self.threads = RequestThreads(threads, self._answer_and_release, self.hand_back, self._feed)
         self._returned: deque[Connection] = deque()  # handed back by threads: the loop has work on them
         self._held, self._held_lock = 0, threading.Lock()  # request bytes held, all connections
         self._starved: set[Connection] = set()  # not read while over BUFFER_BUDGET
-        self._sites: dict = {}  # listener → what its requests' environs share
-        self.accepting = False
         self.draining_since = 0.0  # set when the worker stops
 
     def start(self, wake_read_fd: int) -> None:
         self.selector.register(wake_read_fd, _READ, _WAKE)  # signals and threads wake the loop
         self._wake_read_fd = wake_read_fd
-        self.set_accepting(True)
+        self.door.set_accepting(True)
         self.threads.start()
 
     def poll(self, timeout: float) -> None:
@@ -75,8 +73,8 @@ class EventLoop:
             data = key.data
             if data is _WAKE:
                 self._on_wake()
-            elif data is _LISTENER:
-                self.accept(key.fileobj)
+            elif data is LISTENER:
+                self.door.accept(key.fileobj)
             elif not data.closed:
                 try:
                     if events & _WRITE:
@@ -89,8 +87,8 @@ class EventLoop:
 
     def expire(self, now: float, idle_seconds: float) -> None:
         """Deadlines: 408 for requests too slow to arrive; close idle, non-reading and lingering connections."""
-        if not self.accepting and not self.draining_since:
-            self.set_accepting(True)
+        if not self.door.accepting and not self.draining_since:
+            self.door.set_accepting(True)  # paused by EMFILE
         metrics.HTTP_HELD_BYTES.set(self._held)
         if self._held <= BUFFER_BUDGET:
             for conn in self._starved.copy():
@@ -114,61 +112,11 @@ class EventLoop:
                 self.close(conn)
 
     def drain(self) -> None:
-        """Stop: accept what the kernel's backlog holds (each was a client's connect()), then no more."""
+        """Stop: serve the connections the kernel's backlog holds, then accept no more."""
         self.draining_since = time.monotonic()
-        for listener in self.listeners:
-            self.accept(listener, burst=1 << 30)
-        self.set_accepting(False)
-        for listener in self.listeners:
-            listener.close()
+        self.door.drain()
 
     # -- connections ------------------------------------------------------------------------------
-    def set_accepting(self, enabled: bool) -> None:
-        if enabled != self.accepting:
-            self.accepting = enabled
-            for listener in self.listeners:
-                (self.selector.register(listener, _READ, _LISTENER) if enabled else self.selector.unregister(listener))
-
-    def accept(self, listener, burst: int = ACCEPT_BURST) -> None:
-        for _ in range(burst):
-            try:
-                sock, client = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno == errno.ECONNABORTED:
-                    continue
-                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._evict_idle():
-                    continue
-                log.warning("accept failed (%s): not accepting until the next housekeeping", exc)
-                self.set_accepting(False)
-                return
-            if len(self.conns) >= self.max_connections:
-                self._evict_idle()
-            self._open(sock, client, listener)
-
-    def _evict_idle(self) -> bool:
-        """Close the longest-idle connection (none with a request under way); False if there is none."""
-        for conn in self.conns.values():  # in order of acceptance
-            if conn.idle:
-                self.close(conn)
-                return True
-        return False
-
-    def _open(self, sock: socket.socket, client, listener) -> None:
-        sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        if (site := self._sites.get(listener)) is None:
-            site = self._sites[listener] = wsgi.Site(listener.getsockname(), "https" if self.tls else "http")
-        conn = Connection(sock, client, site, RequestReader(self.limits), tls=self.tls is not None)
-        conn.deadline = time.monotonic() + self.timeouts.read  # for the TLS handshake
-        self.conns[sock.fileno()] = conn
-        self.selector.register(sock, _READ, conn)
-        conn.mask = _READ
-
     def close(self, conn: Connection) -> None:
         if conn.closed:
             return
