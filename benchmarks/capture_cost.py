@@ -62,18 +62,32 @@ def run(rounds: int, duration: float, concurrencies: list[int], generator: str) 
 def report(results: list[LoadResult]) -> str:
     """A markdown table: req/s off and on per scenario and concurrency, and the loss."""
     rows = {(r.kind, r.scenario, r.concurrency): r for r in medians(results)}
-    lines = ["| scenario | c | capture off req/s | capture on req/s | change | rounds off | rounds on |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    cpu = _cpu_per_request(results)
+    lines = ["| scenario | c | capture off req/s | capture on req/s | change | CPU ms/request off → on | rounds off | rounds on |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     for (kind, scenario, c), off in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][2])):
         if kind != "capture off":
             continue
         on = rows[("capture on", scenario, c)]
         change = on.requests_per_second / off.requests_per_second - 1
+        cpu_off, cpu_on = cpu[("capture off", scenario, c)], cpu[("capture on", scenario, c)]
         lines.append(f"| {scenario} | {c} | {off.requests_per_second:.0f} | {on.requests_per_second:.0f} | {change:+.1%} | "
+                     f"{cpu_off:.3f} → {cpu_on:.3f} ({cpu_on / cpu_off - 1:+.1%}) | "
                      f"{', '.join(f'{x:.0f}' for x in off.spread)} | {', '.join(f'{x:.0f}' for x in on.spread)} |")
     errors = sum(r.errors for r in results)
     lines.append(f"\nerrors: {errors}; target: capture on loses at most {TARGET_LOSS:.0%} at c=8")
     return "\n".join(lines)
+
+
+def _cpu_per_request(results: list[LoadResult]) -> dict[tuple[str, str, int], float]:
+    """Workers' CPU milliseconds per answered request over every round: steadier than req/s on a
+    host whose speed drifts, since it does not count the time the CPU spent on someone else."""
+    cpu: dict[tuple[str, str, int], list[float]] = {}
+    for r in results:
+        totals = cpu.setdefault((r.kind, r.scenario, r.concurrency), [0.0, 0])
+        totals[0] += sum(r.worker_cpu)
+        totals[1] += r.ok
+    return {key: 1000 * seconds / max(1, ok) for key, (seconds, ok) in cpu.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
