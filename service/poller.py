@@ -51,17 +51,17 @@ class Poller:
 
     def _run(self) -> None:
         next_scan = time.monotonic() + self._reload
-        let_go = released = self._manager.sessions_released()
+        released = trimmed = self._manager.sessions_released()
         while not self._stop.wait(min(DECISION_TICK, self._reload or DECISION_TICK)):
-            # A tick after sessions were let go (requests still on them have finished by then).
-            if released != let_go:
-                released = let_go
+            # A tick after sessions were released (requests still on them have finished by then).
+            if trimmed != released:
+                trimmed = released
                 release_freed_memory()
             scan = bool(self._reload) and time.monotonic() >= next_scan
             if scan:
                 next_scan = time.monotonic() + self._reload
             self._bounded(scan)
-            let_go = self._manager.sessions_released()
+            released = self._manager.sessions_released()
 
     def _bounded(self, scan: bool) -> None:
         """One round (decisions, and a scan if due), waited for at most the scan timeout."""
