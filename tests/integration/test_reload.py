@@ -3,11 +3,14 @@ import shutil
 import threading
 
 import onnx
+import pytest
 import requests
 
 import modelrepo
 from tests.harness import start_server
 from tests.tiny_model import publish_tiny, tiny_metadata, tiny_onnx
+
+pytestmark = pytest.mark.slow  # hot swaps under load: 35 s
 
 SCANS = "serving_repository_scans_total"
 FAILURES = "serving_model_load_failures_total"
@@ -164,3 +167,11 @@ def test_the_service_started_as_the_readme_says_shows_the_model_card_images(tmp_
             assert response.status_code == 200 and response.headers["Content-Type"] == "image/png", src
     finally:
         server.stop()
+
+
+def test_workers_allocate_from_two_malloc_arenas(server):
+    """Sessions are loaded and unloaded by many threads; with glibc's default of an arena per thread
+    (up to 8 a core) the freed memory stayed, fragmented: a 5-minute soak grew workers by 12-34%."""
+    for pid in server.workers():
+        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ, f"worker {pid} runs without MALLOC_ARENA_MAX=2"
