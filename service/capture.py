@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 # Seconds between two log lines about a failing store: one outage, not one line per batch.
 LOG_EVERY = 30.0
 # A transaction costs the writer far more than a row (SQLAlchemy, a commit): one a row, at a few
-# hundred images a second, took 20% of single-image throughput on 2 cores. So the writer gathers
-# what comes within this long (or a full batch) into one. Feedback may see a capture this late.
+# hundred images a second, took 20% of single-image throughput on 2 cores. So the writer sleeps
+# this long, then writes what came meanwhile, in batches. It sleeps rather than waiting on the
+# queue: a writer blocked in queue.get() is woken by every put, and each wake-up takes the GIL
+# from the request threads. Feedback may see a capture this late.
 FLUSH_SECONDS = 0.5
 _LIVE: list["Capturer"] = []  # this process's capturers (one per app), for flush_all at exit
 
@@ -57,15 +59,7 @@ class Capturer:
         deadline = time.monotonic() + timeout
         self._closing.set()
         self._thread.join(timeout)
-        while time.monotonic() < deadline:
-            batch = []
-            while len(batch) < self.settings.capture_batch_size:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            if not batch:
-                return
+        while time.monotonic() < deadline and (batch := self._take()):
             self._write(batch)
 
     def max_age_seconds(self) -> float:
@@ -93,19 +87,19 @@ class Capturer:
             self.ensure_schema()  # early, so feedback finds the table before the first capture
         except Exception as exc:  # the store is down: the first write tries again
             self._log_failure("connect", exc)
-        while True:
-            self._write(self._next_batch())
-            if self._closing.is_set():
-                return  # flush() writes the rest
+        while not self._closing.wait(FLUSH_SECONDS):
+            while len(batch := self._take()) == self.settings.capture_batch_size:
+                self._write(batch)
+            self._write(batch)
             self._prune_when_due()
+        # flush() writes the rest
 
-    def _next_batch(self) -> list[dict]:
-        """Up to CAPTURE_BATCH_SIZE captures, or fewer: what came in FLUSH_SECONDS."""
+    def _take(self) -> list[dict]:
+        """Up to CAPTURE_BATCH_SIZE queued captures, without waiting."""
         batch: list[dict] = []
-        deadline = time.monotonic() + FLUSH_SECONDS
-        while len(batch) < self.settings.capture_batch_size and not self._closing.is_set():
+        while len(batch) < self.settings.capture_batch_size:
             try:
-                batch.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                batch.append(self.queue.get_nowait())
             except queue.Empty:
                 break
         return batch
