@@ -7,6 +7,7 @@ import numpy as np
 import orjson
 from flask import Flask
 from flask.json.provider import JSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import errors, quality
 from service.capture import Capturer
@@ -70,4 +71,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     feedback.init_app(app)
     for blueprint in (classify.bp, inference.bp, feedback.bp, admin.bp, web.bp):
         app.register_blueprint(blueprint)
+    if settings.forwarded_for_hops:  # request.remote_addr: the client's, as the trusted proxies saw it
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.forwarded_for_hops)
     return app

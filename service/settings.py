@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     feedback_token: str = ""
     feedback_public: bool = False
     feedback_public_per_minute: int = Field(10, ge=1, le=10_000)
+    # Proxies in front of the service that append the client's address to X-Forwarded-For (nginx
+    # in the compose stack: 1). The client address, which public labels are limited by, is then
+    # the one that many entries from the right; 0 takes the socket's peer, which behind a proxy is
+    # the proxy, and every public client would share one limit. Never more than there are
+    # proxies: a client can write the entries to their left.
+    forwarded_for_hops: int = Field(0, ge=0, le=10)
 
     @field_validator("device", "log_level", mode="before")
     @classmethod

@@ -145,6 +145,28 @@ def test_feedback_is_refused_until_configured_and_public_labels_are_limited(tiny
         engine.dispose()
 
 
+def test_behind_a_proxy_public_labels_are_limited_per_client_not_per_proxy(tiny_repo, tmp_path, png, eventually):
+    # As in the compose stack: nginx appends the client's address to X-Forwarded-For. A client's
+    # own X-Forwarded-For entries (left of the proxy's) change nothing.
+    url = f"sqlite:///{tmp_path / 'proxied.db'}"
+    server = start_server(tiny_repo, tmp_path, WEB_CONCURRENCY="1", CAPTURE_URL=url, FEEDBACK_PUBLIC="1",
+                          FEEDBACK_PUBLIC_PER_MINUTE="2", FORWARDED_FOR_HOPS="1")
+    engine = store.connect(url)
+    try:
+        request_id = _classify(server, png).json()["request_id"]
+        eventually(lambda: store.find(engine, request_id, 0, 0) is not None, what="the capture written")
+
+        def label(forwarded_for: str) -> int:
+            return _feedback(server, {"id": request_id, "class_id": 3}, {"X-Forwarded-For": forwarded_for}).status_code
+
+        assert [label("203.0.113.7") for _ in range(3)] == [200, 200, 429]
+        assert label("198.51.100.1, 203.0.113.7") == 429  # the same client, whatever it writes before
+        assert label("198.51.100.9") == 200  # another client behind the same proxy has its own limit
+    finally:
+        server.stop()
+        engine.dispose()
+
+
 def test_retention_bounds_the_store_while_it_runs(tiny_repo, tmp_path, store_url, png, metric, eventually):
     server = start_server(tiny_repo, tmp_path, CAPTURE_URL=store_url, CAPTURE_MAX_ROWS="5", CAPTURE_PRUNE_SECONDS="0.2")
     engine = store.connect(store_url)
