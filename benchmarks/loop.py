@@ -147,7 +147,8 @@ class Watch:
     def signals(self) -> str:
         parts = []
         for name, promql in SIGNALS.items():
-            values = [f"v{r['metric'].get('version')} {float(r['value'][1]):.3f}" for r in self.query(promql)]
+            values = [f"v{r['metric'].get('version')} {float(r['value'][1]):.3f}" for r in self.query(promql)
+                      if r["value"][1] not in ("NaN", "+Inf", "-Inf")]  # a version without traffic: 0/0
             parts.append(f"{name} {', '.join(values) or '–'}")
         return "; ".join(parts)
 

@@ -46,9 +46,11 @@ RETRAIN = replace(TrainConfig(), epochs=4, learning_rate=1.5e-4, ema_momentum=0.
 # which a quarter of every batch is production images (oversampled) and the rest replays
 # Fashion-MNIST, so the model learns the new images without forgetting the old ones. Two epochs
 # of 1,719 steps take about 15 minutes on 2 cores (0.25 s a step): inside the 30-minute budget
-# with room for a busy machine. A higher rate than RETRAIN's: the shift must be learned, not polished.
+# with room for a busy machine. RETRAIN's rate: at 3e-4 the loop's candidate (benchmarks/loop.py)
+# gained 28 points on the shifted holdout but lost 0.39 on the clean test (64 vs 103
+# disagreements, p = 0.0016), and the gate rejected it.
 PRODUCTION_SHARE = 0.25
-RETRAIN_PRODUCTION = replace(RETRAIN, epochs=2, learning_rate=3e-4, patience=2, production_share=PRODUCTION_SHARE)
+RETRAIN_PRODUCTION = replace(RETRAIN, epochs=2, learning_rate=1.5e-4, patience=2, production_share=PRODUCTION_SHARE)
 
 
 def command_line(config: TrainConfig, run_dir: Path) -> str:
