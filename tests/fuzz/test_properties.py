@@ -25,6 +25,8 @@ from service.settings import Settings
 from tests.fuzz.strategies import image_bytes, random_bytes, v2_requests
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # fuzzing (hypothesis): 10-20 s
+
 # -- adapter: one function per decoder -----------------------------------------------------------
 _DEFAULTS = Settings()
 MAX_IMAGES = _DEFAULTS.max_batch_images

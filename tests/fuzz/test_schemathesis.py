@@ -28,6 +28,8 @@ from tests.harness import ROOT, start_server
 from tests.fuzz.strategies import image_bytes, v2_json_bodies, v2_requests
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # fuzzing: 40 s
+
 MIN_REQUESTS = 1_000
 # Per operation, before schemathesis adds the spec's examples and its coverage cases.
 EXAMPLES_PER_OPERATION = 100

@@ -9,6 +9,8 @@ import requests
 from tests.harness import ROOT, start_server
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # a server a test: 40 s (the API is also tested in-process, tests/unit/test_app.py)
+
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

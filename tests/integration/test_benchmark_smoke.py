@@ -8,10 +8,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import payloads, raw, servers, stacks
 from benchmarks.generators import RUNNERS
 from tests.harness import ROOT
 from tests.tiny_model import publish_tiny
+
+pytestmark = pytest.mark.slow  # runs the benchmarks
 
 HEADER = ("| kind | scenario | batching | concurrency | img/request | img/s | req/s | p50 ms | p99 ms | errors | vs raw | vs naive "
           "| CPU s per worker |")

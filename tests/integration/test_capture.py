@@ -10,6 +10,8 @@ from tests.harness import start_server
 from tests.postgres import Postgres
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # a server a test, on SQLite and PostgreSQL: 80 s
+
 TOKEN = "feedback-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 V2_INFER = "/v2/models/fashion-mnist/infer"

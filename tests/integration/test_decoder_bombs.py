@@ -16,6 +16,8 @@ from benchmarks.worst_images import encode
 from tests.harness import start_server
 from tests.hostile_images import decoder_bombs, gif_comments, picture, png_chunks
 
+pytestmark = pytest.mark.slow  # decoder bombs up to their limits: 30 s
+
 # Generous: a CI machine may be slow. Before issue 20, the repeated-scan JPEG took 314 s.
 TIMEOUT = 60
 CONCURRENT = 6  # the issue's six GIF bombs at once

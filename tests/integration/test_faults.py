@@ -19,6 +19,8 @@ import modelrepo
 from tests.harness import rss_mb, start_server
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # fault injection: killed workers, failing disks, load
+
 TOKEN = "fault-token"
 
 
@@ -104,7 +106,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_in_flight_fail(tiny_r
         server.stop()
 
 
-def test_sigterm_under_load_answers_every_client_connected_before_it(tiny_repo, tmp_path, image):
+def test_sigterm_under_load_answers_every_client_connected_before_it(tiny_repo, tmp_path, image, eventually):
     server = start_server(tiny_repo, tmp_path, GRACEFUL_TIMEOUT="10")
     figures = Figures(server)
     request = _request(image)
@@ -112,15 +114,20 @@ def test_sigterm_under_load_answers_every_client_connected_before_it(tiny_repo, 
     clients = [threading.Thread(target=_connect_and_ask, args=(server.port, request, stop, results)) for _ in range(6)]
     for client in clients:
         client.start()
-    while len(results) < 50:
-        time.sleep(0.05)
+    try:
+        eventually(lambda: len(results) >= 50, what="50 answers before SIGTERM")
+    except AssertionError:
+        stop.set()
+        server.stop()
+        raise
     sent = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     code = server.process.wait(20)
     stopped = time.monotonic() - sent
     stop.set()
     for client in clients:
-        client.join()
+        client.join(60)  # each socket gives up after 30 s
+    assert not any(client.is_alive() for client in clients), "a client still waits a minute after SIGTERM"
     before = [answer for connected, answer in results if connected < sent]
     after = [answer for connected, answer in results if connected >= sent]
     figures.report("SIGTERM under load", sum(a != OK for a in before), len(before),

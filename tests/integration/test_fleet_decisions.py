@@ -14,6 +14,8 @@ import modelrepo
 from tests.harness import ROOT, start_server
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # several replicas, restarted
+
 NAME = "fashion-mnist"
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,6 +19,8 @@ import modelrepo
 from tests.harness import start_server
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # waits out stuck scans: 30 s
+
 NAME = "fashion-mnist"
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,6 +7,8 @@ import requests
 
 from tests.prometheus import prometheus, query
 
+pytestmark = pytest.mark.slow  # a server a test, with Prometheus: 18 s (request metrics are also tested in-process)
+
 
 @pytest.fixture
 def image(png) -> bytes:

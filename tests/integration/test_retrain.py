@@ -15,6 +15,8 @@ import modelrepo
 from tests.harness import ROOT, start_server
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # trains and retrains with TensorFlow
+
 NAME = "fashion-mnist"
 # A candidate far worse than the shipped model (92%): 8 steps from random weights land
 # anywhere from 10% to 25% (TensorFlow on CPU is not bit-reproducible), so only use it where

@@ -18,6 +18,8 @@ from tests.labelled_store import fill
 from tests.tiny_model import tiny_metadata, tiny_onnx
 from training import production as prod
 
+pytestmark = pytest.mark.slow  # runs the retraining CLI against SQLite and PostgreSQL: over 60 s on 2 cores
+
 NAME = "fashion-mnist"
 EXIT_NOTHING_TO_DO, EXIT_STORE = 5, 6
 # The shipped weights at learning rate 0 (tests/integration/test_retrain.py): a candidate that

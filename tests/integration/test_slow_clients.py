@@ -12,6 +12,8 @@ import requests
 from tests.harness import rss_mb, start_server
 from tests.sockets import read_until_closed
 
+pytestmark = pytest.mark.slow  # waits out read timeouts by design: 70 s
+
 SLOW_SOCKETS = 64
 READ_TIMEOUT = 3.0
 

@@ -3,7 +3,11 @@ on into a real PostgreSQL that is stopped for 10 s mid-run, and true labels thro
 import subprocess
 import sys
 
+import pytest
+
 from tests.harness import ROOT
+
+pytestmark = pytest.mark.slow  # a soak
 
 
 def test_a_minute_of_mixed_traffic_with_publishes_admin_calls_and_a_store_outage_has_no_error():

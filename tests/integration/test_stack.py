@@ -6,11 +6,14 @@ Prometheus finds the service (loopback instead of Docker DNS).
 import subprocess
 import sys
 
+import pytest
 import requests
 import yaml
 
 from tests.prometheus import prometheus, query
 from tests.harness import ROOT, start_server
+
+pytestmark = pytest.mark.slow  # trains with TensorFlow, with Prometheus
 
 COMMITTED = ROOT / "deploy" / "prometheus"
 

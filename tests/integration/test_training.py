@@ -12,6 +12,8 @@ import pytest
 import modelrepo
 from tests.harness import ROOT
 
+pytestmark = pytest.mark.slow  # trains with TensorFlow
+
 SMALL = ["--epochs", "1", "--limit", "512", "--batch-size", "64"]
 
 

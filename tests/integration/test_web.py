@@ -190,6 +190,7 @@ def _wait_for_cards(page, count: int) -> list:
 # -- the classifier page --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # drives Chromium
 def test_classify_page_keyboard_upload_shows_labels_version_and_model_input(page, server, served, samples):
     page = page()
     page.goto(server.url + "/")
@@ -249,6 +250,7 @@ def test_classify_page_keyboard_upload_shows_labels_version_and_model_input(page
     assert page.locator("#results .card").count() == 0
 
 
+@pytest.mark.slow  # drives Chromium
 def test_drop_zone_and_phone_width(page, server, samples):
     page = page(width=390, height=844)
     page.goto(server.url + "/")
@@ -277,6 +279,7 @@ def test_drop_zone_and_phone_width(page, server, samples):
 # -- the model card and the docs ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # drives Chromium
 def test_model_card(page, server, served, repository):
     page = page()
     page.goto(server.url + "/model")
@@ -319,6 +322,7 @@ def test_report_route_serves_only_report_files_of_existing_versions(server, serv
         assert "sha256" not in response.text
 
 
+@pytest.mark.slow  # drives Chromium
 def test_docs_render_swagger_ui_for_every_endpoint(page, server):
     page = page()
     page.goto(server.url + "/docs")
@@ -385,6 +389,7 @@ def test_spec_documents_every_api_route(server, tiny_app):
 # -- public feedback ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # drives Chromium
 def test_with_public_feedback_a_visitor_can_correct_an_answer(browser, repository, samples, tmp_path, eventually):
     import store  # noqa: PLC0415
 

@@ -6,9 +6,11 @@ import io
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from PIL import Image
 
+import modelrepo
 from tests.tiny_model import publish_tiny
 
 
@@ -47,3 +49,31 @@ def test_metrics_count_requests_by_api_and_model(make_app, tiny_repo: Path):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'serving_requests_total{api="v1",model="fashion-mnist",status="200"}' in text
     assert 'serving_decode_refusals_total{reason="crash"}' in text
+
+
+def test_v2_infer_answers_what_onnxruntime_answers(make_app, tiny_repo: Path):
+    client = make_app(tiny_repo).test_client()
+    images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    body = {"inputs": [{"name": "images", "datatype": "FP32", "shape": [3, 28, 28, 1], "data": images.ravel().tolist()}]}
+    response = client.post("/v2/models/fashion-mnist/infer", json=body)
+    assert response.status_code == 200, response.json
+    [output] = response.json["outputs"]
+    assert output["name"] == "probabilities" and output["shape"] == [3, 10]
+    session = ort.InferenceSession(str(modelrepo.version_dir(tiny_repo, "fashion-mnist", 1) / modelrepo.MODEL_FILE))
+    expected = session.run(None, {"images": images})[0]
+    np.testing.assert_allclose(np.array(output["data"]).reshape(3, 10), expected, rtol=1e-5, atol=1e-6)
+    assert client.get("/v2/models/fashion-mnist").json["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28, 1]}]
+    assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_the_repository_api_needs_its_token_then_unloads_and_loads(make_app, tiny_repo: Path):
+    assert make_app(tiny_repo).test_client().post("/v2/repository/models/fashion-mnist/unload").status_code == 403
+    client = make_app(tiny_repo, admin_token="secret").test_client()
+    assert client.post("/v2/repository/models/fashion-mnist/unload").status_code == 401
+    operator = {"Authorization": "Bearer secret"}
+    assert client.post("/v2/repository/models/fashion-mnist/unload", headers=operator).json["state"] == "UNAVAILABLE"
+    assert client.get("/v2/health/ready").status_code == 503
+    loaded = client.post("/v2/repository/models/fashion-mnist/load", headers=operator, json={"parameters": {"version": 1}})
+    assert loaded.status_code == 200 and loaded.json == {"name": "fashion-mnist", "version": "1", "state": "READY"}
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.post("/v2/repository/models/fashion-mnist/load", headers=operator, data="x", content_type="text/plain").status_code == 415

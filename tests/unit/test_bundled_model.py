@@ -28,6 +28,7 @@ def _accuracy(folder, split):
 TARGET = 0.92
 
 
+@pytest.mark.slow  # evaluates a shipped version on the 10,000 test images
 def test_fp32_model_scores_what_its_card_says(bundled, test_split):
     folder, meta = _served(bundled, "fashion-mnist")
     accuracy = _accuracy(folder, test_split)
@@ -36,6 +37,7 @@ def test_fp32_model_scores_what_its_card_says(bundled, test_split):
     assert (folder / "report" / "README.md").is_file() and (folder / "report" / "confusion_matrix.png").is_file()
 
 
+@pytest.mark.slow  # evaluates a shipped version on the 10,000 test images
 def test_int8_model_is_within_half_a_point(bundled, test_split):
     fp32_folder, _ = _served(bundled, "fashion-mnist")
     int8_folder, meta = _served(bundled, "fashion-mnist-int8")
@@ -47,6 +49,7 @@ def test_int8_model_is_within_half_a_point(bundled, test_split):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
 
 
+@pytest.mark.slow  # evaluates a shipped version on the 10,000 test images
 def test_int8_predictions_do_not_depend_on_the_cpu_kernels(bundled, test_split):
     # Unoptimized, a QDQ graph runs in float (dequantize → op → quantize) on any CPU: what an
     # exact integer kernel (VNNI, AMX) computes. This CPU's fused integer kernels must agree,

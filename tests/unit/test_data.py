@@ -28,7 +28,7 @@ def test_env_var_overrides_the_directory(tmp_path, monkeypatch):
 
 def test_missing_directory_names_the_package_and_variable(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training", "train", "--epochs", "1"], cwd=ROOT, capture_output=True,
-                            text=True, env={"FASHION_MNIST_DIR": str(tmp_path / "nowhere"), "PATH": "/usr/bin:/bin"})
+                            text=True, env={"FASHION_MNIST_DIR": str(tmp_path / "nowhere"), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert result.returncode == 2
     assert "dataset-fashion-mnist" in result.stderr and "FASHION_MNIST_DIR" in result.stderr
     assert "Traceback" not in result.stderr
@@ -52,7 +52,7 @@ def _copy(tmp_path):
 def test_corrupt_files_give_clear_errors(tmp_path, damage, message):
     path = _copy(tmp_path)
     raw = gzip.decompress(path.read_bytes())
-    path.write_bytes(gzip.compress(damage(raw)))
+    path.write_bytes(gzip.compress(damage(raw), compresslevel=1))  # level 9 took seconds a case
     with pytest.raises(DatasetError, match=message):
         load_data(tmp_path)
 

@@ -24,6 +24,7 @@ def repo(bundled_repo):
     return bundled_repo
 
 
+@pytest.mark.slow  # measures versions on the test split: over 10 s
 def test_current_is_the_newest_servable_version_measured_now(repo, test_split):
     board = Scoreboard(repo, NAME, test_split.head(IMAGES))
     assert board.current(None) == 2  # v3 does not verify: the service would skip it too
@@ -32,6 +33,7 @@ def test_current_is_the_newest_servable_version_measured_now(repo, test_split):
     assert board.champion() == 1 and board.accuracy(1) > 0.9
 
 
+@pytest.mark.slow  # measures versions on the test split: over 10 s
 def test_a_pin_is_served_alone(repo, test_split):
     board = Scoreboard(repo, NAME, test_split.head(IMAGES))
     assert board.current(1) == 1
