@@ -145,6 +145,7 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.slow  # starts its own TLS server: 8 s
 def test_tls_serves_https_and_a_plain_client_is_closed(tiny_repo, tmp_path, certificate, png):
     import numpy as np
 

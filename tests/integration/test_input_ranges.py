@@ -10,6 +10,8 @@ import modelrepo
 from tests.harness import start_server
 from tests.tiny_model import publish_tiny
 
+pytestmark = pytest.mark.slow  # a server a test: 13 s (range refusals are also tested in-process, tests/unit/test_app.py)
+
 
 def _infer(url: str, name: str, value: float, version: str | None = None) -> requests.Response:
     body = {"inputs": [{"name": "images", "datatype": "FP32", "shape": [2, 28, 28, 1], "data": [value] * (2 * 784)}]}

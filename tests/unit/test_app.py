@@ -77,3 +77,13 @@ def test_the_repository_api_needs_its_token_then_unloads_and_loads(make_app, tin
     assert loaded.status_code == 200 and loaded.json == {"name": "fashion-mnist", "version": "1", "state": "READY"}
     assert client.get("/v2/health/ready").status_code == 200
     assert client.post("/v2/repository/models/fashion-mnist/load", headers=operator, data="x", content_type="text/plain").status_code == 415
+
+
+@pytest.mark.parametrize("value", [3e38, 5.0, -0.5])
+def test_v2_refuses_values_outside_the_declared_range(make_app, tiny_repo: Path, value: float):
+    client = make_app(tiny_repo).test_client()
+    body = {"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28, 1], "data": [value] * 784}]}
+    refused = client.post("/v2/models/fashion-mnist/infer", json=body)
+    assert refused.status_code == 400 and "[0, 1]" in refused.json["error"]
+    body["inputs"][0]["data"] = [0.5] * 784
+    assert client.post("/v2/models/fashion-mnist/infer", json=body).status_code == 200
