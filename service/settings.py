@@ -6,12 +6,13 @@ directory, so a relative MODEL_REPOSITORY (the default, ./models) must never tra
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal, Mapping
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service import cores
 
 # An environment prefix that no variable has: `from_env(mapping)` reads the mapping alone.
 _NO_ENV = "__SERVICE_SETTINGS_FROM_A_MAPPING__"
@@ -22,7 +23,9 @@ class SettingsError(ValueError):
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # The affinity mask capped by the cgroup's CPU quota: under a 2-CPU limit on a 64-core node,
+    # the mask alone sized 4 workers of 16 intra-op threads each, throttled by the quota.
+    return cores.count()
 
 
 class Settings(BaseSettings):
