@@ -76,7 +76,7 @@ def _mixed_pipeline(replay: Split, production: Split, config: TrainConfig) -> tu
         ds = tf.data.Dataset.from_tensor_slices((split.images, one_hot))
         return ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch)
 
-    ds = tf.data.Dataset.zip(stream(replay, config.batch_size - own, config.seed), stream(production, own, config.seed + 7))
+    ds = tf.data.Dataset.zip((stream(replay, config.batch_size - own, config.seed), stream(production, own, config.seed + 7)))
     ds = ds.map(lambda r, p: (tf.concat([r[0], p[0]], 0), tf.concat([r[1], p[1]], 0)))
     if config.augment:
         augment = _augmenter(config.seed)
