@@ -30,10 +30,19 @@ class Capture:
 
 
 def _capture(row) -> Capture:
-    shape = tuple(int(n) for n in row.shape.split(",") if n)
     return Capture(row.request_id, row.image_index, row.captured_at, row.api, row.model, row.version,
-                   np.frombuffer(row.input, np.dtype(row.dtype)).reshape(shape), row.predicted,
-                   np.frombuffer(row.probabilities, np.float32), row.label, row.label_source, row.labelled_at, row.id)
+                   _array(row.input, row.dtype, row.shape), row.predicted,
+                   _array(row.probabilities, "<f4", ""), row.label, row.label_source, row.labelled_at, row.id)
+
+
+def _array(blob: bytes, dtype: str, shape: str) -> np.ndarray:
+    """A stored array, or an empty one when its bytes, dtype and shape disagree: one row written by
+    hand or by a bug must not stop the job reading every other one (readers skip what is empty)."""
+    try:
+        array = np.frombuffer(blob, np.dtype(dtype))
+        return array.reshape(tuple(int(n) for n in shape.split(",") if n)) if shape else array
+    except (ValueError, TypeError):
+        return np.empty(0, np.float32)
 
 
 def find(engine: Engine, request_id: str, index: int, not_before: float) -> Capture | None:

@@ -61,6 +61,16 @@ def test_the_job_reads_labelled_captures_by_time_and_source(engine):
     assert len(list(store.labelled(engine, 0, T0 + 1000, model="other"))) == 0
 
 
+def test_a_row_whose_bytes_disagree_with_its_dtype_or_shape_reads_as_empty_and_the_rest_still_read(engine):
+    broken = [_row("short") | {"input": b"\x00" * 5}, _row("dtype") | {"dtype": "not a dtype"},
+              _row("shape") | {"shape": "3,x"}, _row("object") | {"dtype": "|O"}]
+    store.insert(engine, [*broken, _row("fine")])
+    for i, row in enumerate([*broken, _row("fine")]):
+        store.label(engine, row["request_id"], 0, 1, "token", T0 + i, 0)
+    read = {c.request_id: c.input.size for c in store.labelled(engine, 0, T0 + 100)}
+    assert read == {"short": 0, "dtype": 0, "shape": 0, "object": 0, "fine": 784}
+
+
 def test_retention_removes_what_is_too_old_then_the_oldest_past_the_count(engine):
     store.insert(engine, [_row(f"r{i}", at=T0 + i) for i in range(10)])
     assert store.prune(engine, max_rows=100, max_age_seconds=5.5, now=T0 + 10) == 5  # r0…r4 older than 5.5 s
