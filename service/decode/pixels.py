@@ -7,6 +7,7 @@ numpy and Flask, 0.36 s and 47 MB, on the 2-core AMD EPYC).
 from __future__ import annotations
 
 import io
+import struct
 
 from PIL import Image
 
@@ -53,6 +54,11 @@ def decode(data: bytes, image_cap: int, pixels_left: int, side: int) -> tuple[Im
     """(small image, EXIF orientation or None, the pixels it counted) of one file, for a model input
     whose longer side is `side` pixels; raises a DecodeError."""
     reduce_to = REDUCING_GAP * side
+    if (size := webp_size(data)) and size[0] * size[1] * PIXEL_WEIGHT["WEBP"] > image_cap:
+        # Before Image.open: opening a WebP already starts libwebp's decoder, whose allocations
+        # fail under a decoder process's memory limit as "could not create decoder object" (a
+        # 4000×4000 WebP got 400 "not an image format" where 3000×3000 got this 413).
+        raise TooManyPixels(f"{size[0]}×{size[1]} pixels (a WEBP pixel counts {PIXEL_WEIGHT['WEBP']}×)")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
         image.draft("L" if image.mode in ("RGB", "L") else image.mode, (reduce_to, reduce_to))  # JPEG only; others ignore it
@@ -80,6 +86,22 @@ def decode(data: bytes, image_cap: int, pixels_left: int, side: int) -> tuple[Im
     finally:
         if small is not image:  # the full-size canvas goes now, not when the caller is done
             image.close()
+
+
+def webp_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a WebP's canvas from its first 30 bytes (RIFF, then VP8X, VP8L or VP8), or None."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # extended: 24-bit canvas width and height, minus one
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and data[20] == 0x2F:  # lossless: 14-bit width and height, minus one, packed
+        bits = struct.unpack("<I", data[21:25])[0]
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # lossy: after the frame tag's start code
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    return None
 
 
 def _orientation(image: Image.Image) -> int | None:

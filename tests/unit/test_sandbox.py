@@ -17,6 +17,7 @@ from PIL import Image
 from benchmarks.worst_images import encode
 from service.decode import admit, pixels
 from service.decode.sandbox import Busy, Limits, Overrun, Sandbox
+from service.settings import Settings
 from tests.hostile_images import decoder_bombs, gif_comments, picture, png_chunks, progressive_jpeg_scans
 
 CAPS = (16_000_000, 48_000_000, 28)  # the default MAX_IMAGE_PIXELS and MAX_REQUEST_PIXELS, the model's side
@@ -115,6 +116,18 @@ def test_the_limits_alone_refuse_every_bomb(sandbox, spec):
         sandbox.decode(data, 1.0, *CAPS).result()
 
     assert len(sandbox.pids()) == 1
+
+
+@pytest.mark.parametrize("options", [{"quality": 10}, {"lossless": True}, {"quality": 10, "exif": b"Exif\x00\x00"}],
+                         ids=["lossy", "lossless", "extended"])
+def test_a_webp_over_the_pixel_cap_is_refused_by_its_header_even_where_libwebp_cannot_start(options):
+    data = encode(Image.new("RGB", (4000, 4000)), "WEBP", **options)
+    assert pixels.webp_size(data) == (4000, 4000)
+    with _sandbox(memory_mb=Settings().decode_memory_mb) as sandbox:  # the default memory limit
+        with pytest.raises(pixels.TooManyPixels, match="4000×4000"):  # before: Unreadable, a 400 "not an image format"
+            sandbox.decode(data, 1.0, *CAPS).result()
+        small, _, _ = sandbox.decode(encode(Image.new("RGB", (1000, 900)), "WEBP", **options), 1.0, *CAPS).result()
+    assert small.size[0] >= pixels.REDUCING_GAP * 28
 
 
 def test_an_ordinary_small_image_decodes_in_process():
